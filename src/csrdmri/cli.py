@@ -1,0 +1,128 @@
+"""The ``csrdmri`` command line: thin typer commands over the package's modules."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from csrdmri.errors import InputError
+
+app = typer.Typer(
+    help="Continuous super-resolution of diffusion MRI guided by T1w anatomy (CSR-dMRI).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+InputArg = Annotated[
+    Path,
+    typer.Argument(
+        help="DWI NIfTI file, or a dataset folder (HCP subject, BIDS subject, or a folder "
+        "with dwi.nii.gz + dwi.bval + dwi.bvec [+ t1w.nii.gz])."
+    ),
+]
+BvalOpt = Annotated[
+    Path | None, typer.Option("--bval", help="FSL b-value file (default: found beside the DWI).")
+]
+BvecOpt = Annotated[
+    Path | None, typer.Option("--bvec", help="FSL b-vector file (default: found beside the DWI).")
+]
+
+
+def user_errors(command):
+    """Turn :class:`InputError` into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(format="csrdmri: warning: %(message)s", level=logging.WARNING)
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"csrdmri: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_triplet(text: str | None, name: str) -> list[float] | None:
+    """``"2"``, ``"2,2,1"`` or ``"2x2x1"`` → a list of 1 or 3 numbers."""
+    if text is None:
+        return None
+    parts = [p for p in re.split(r"[,x×\s]+", text.strip()) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InputError(f"{name} must be a number or three numbers like 2,2,1; got {text!r}") from None
+    if len(values) not in (1, 3):
+        raise InputError(f"{name} needs 1 or 3 numbers, got {len(values)} in {text!r}")
+    return values
+
+
+@app.command()
+@user_errors
+def info(
+    path: InputArg,
+    bval: BvalOpt = None,
+    bvec: BvecOpt = None,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1w image (default: found in a dataset folder).")
+    ] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the DWI grid.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """Describe a dataset: grid, voxel size, orientation, shells, brain mask, T1w coverage."""
+    from csrdmri.info import describe, format_facts
+    from csrdmri.layout import find_dataset
+
+    facts = describe(find_dataset(path, bval, bvec, t1, mask))
+    typer.echo(json.dumps(facts, indent=2) if as_json else format_facts(facts))
+
+
+@app.command()
+@user_errors
+def upsample(
+    path: InputArg,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output NIfTI (.nii.gz); .bval/.bvec/.json are written beside it."),
+    ],
+    scale: Annotated[
+        str | None, typer.Option(help="Scale factor: one number (2, 2.4) or one per axis (2,2,1).")
+    ] = None,
+    voxel_size: Annotated[
+        str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Model name; 'tricubic' is the interpolation baseline.")
+    ] = "tricubic",
+    bval: BvalOpt = None,
+    bvec: BvecOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Upsample every volume of a DWI series to a new scale or voxel size (field of view kept)."""
+    from csrdmri.grid import TargetGrid
+    from csrdmri.infer import check_output, upsample_series, write_result
+    from csrdmri.io import load_dwi
+    from csrdmri.layout import find_dataset
+
+    scales, voxels = parse_triplet(scale, "--scale"), parse_triplet(voxel_size, "--voxel-size")
+    if (scales is None) == (voxels is None):
+        raise InputError("give exactly one of --scale or --voxel-size")
+    if scales is not None and min(scales) <= 1:
+        raise InputError(f"--scale must be > 1 to upsample, got {scale}")
+    series = load_dwi(find_dataset(path, bval, bvec))
+    grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
+    if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
+        raise InputError(f"--voxel-size {voxel_size} mm is larger than the input's voxels {series.zooms}")
+    out = check_output(out, force)
+    data = upsample_series(series, grid, model)
+    write_result(out, data, grid, series, model)
+    shape = " × ".join(map(str, grid.shape))
+    zooms = " × ".join(f"{z:.4g}" for z in grid.zooms)
+    typer.echo(f"wrote {out}: {shape} × {data.shape[3]} volumes, voxel {zooms} mm")

@@ -1,0 +1,191 @@
+"""Load and save dMRI data: NIfTI through nibabel, b-tables through DIPY, atomic writes.
+
+Every failure a user can cause (missing or corrupt file, wrong dimensionality, b-table that
+does not match the image, non-finite voxels) raises :class:`csrdmri.errors.InputError` with
+one sentence naming the problem and the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from dipy.core.gradients import GradientTable, gradient_table
+from dipy.io import read_bvals_bvecs
+
+from csrdmri.errors import InputError
+from csrdmri.layout import DatasetPaths, nifti_stem
+
+#: b-values at or below this (s/mm²) count as b0, as DIPY's default.
+B0_THRESHOLD = 50.0
+
+
+@dataclass
+class DWISeries:
+    """A 4D diffusion-weighted series with its geometry and gradient table.
+
+    Attributes
+    ----------
+    data : ndarray, shape (X, Y, Z, V), float32
+        Intensities in the scanner's units (NIfTI scaling applied).
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (RAS+ mm) affine, the sform when set, else the qform.
+    gtab : dipy.core.gradients.GradientTable
+        b-values (s/mm²) and unit b-vectors, one per volume.
+    header : nibabel.Nifti1Header
+        The input header, kept so outputs can inherit units and codes.
+    paths : DatasetPaths
+        Where it was read from.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    gtab: GradientTable
+    header: nib.Nifti1Header
+    paths: DatasetPaths
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape[:3]  # type: ignore[return-value]
+
+    @property
+    def zooms(self) -> tuple[float, float, float]:
+        """Voxel size in mm, from the affine."""
+        return tuple(float(z) for z in nib.affines.voxel_sizes(self.affine))  # type: ignore[return-value]
+
+
+def load_image(path: str | Path, what: str, ndim: tuple[int, ...] = (3,)) -> nib.Nifti1Image:
+    """Open a NIfTI image and check its dimensionality; the voxels are not read yet.
+
+    ``what`` names the image in messages ("DWI", "T1w", "mask"); trailing singleton
+    dimensions beyond 3 are squeezed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise InputError(f"{what} file {path} is not a readable NIfTI image ({exc})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(f"{what} file {path} is not a NIfTI image ({type(img).__name__})")
+    shape = img.shape
+    while len(shape) > max(ndim) and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) not in ndim:
+        need = " or ".join(f"{n}D" for n in ndim)
+        raise InputError(f"{what} file {path} is {len(shape)}D {shape}; a {need} image is needed")
+    if shape != img.shape:
+        img = img.slicer[(...,) + (0,) * (len(img.shape) - len(shape))]
+    return img
+
+
+def read_voxels(img: nib.Nifti1Image, path: str | Path, what: str) -> np.ndarray:
+    """Voxel data as float32, with a clear error for truncated files and non-finite voxels."""
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # truncated gzip, short file, ...
+        raise InputError(f"{what} file {path} is corrupt or truncated ({exc})") from None
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputError(f"{what} file {path} has {int(bad.sum())} NaN or infinite voxels")
+    return data
+
+
+def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
+    """Read FSL b-values/b-vectors with DIPY and check them against the number of volumes."""
+    for path, what in ((bval, "b-value"), (bvec, "b-vector")):
+        if not Path(path).exists():
+            raise InputError(f"{what} file not found: {path} (give it with --bval/--bvec)")
+    try:
+        bvals, bvecs = read_bvals_bvecs(str(bval), str(bvec))
+    except Exception as exc:
+        raise InputError(f"cannot read b-values/b-vectors {bval}, {bvec}: {exc}") from None
+    if len(bvals) != n_volumes:
+        raise InputError(f"{bval} lists {len(bvals)} b-values but the DWI has {n_volumes} volumes")
+    if len(bvecs) != n_volumes:
+        raise InputError(f"{bvec} lists {len(bvecs)} b-vectors but the DWI has {n_volumes} volumes")
+    if not (np.isfinite(bvals).all() and np.isfinite(bvecs).all()) or (bvals < 0).any():
+        raise InputError(f"{bval} / {bvec} hold negative or non-finite values")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gradient_table(bvals, bvecs=bvecs, b0_threshold=B0_THRESHOLD)
+    except ValueError as exc:
+        raise InputError(f"b-vectors in {bvec} are not usable: {exc}") from None
+
+
+def load_dwi(paths: DatasetPaths) -> DWISeries:
+    """Load a 4D DWI series and its gradient table."""
+    img = load_image(paths.dwi, "DWI", ndim=(4,))
+    gtab = load_gradients(paths.bval, paths.bvec, img.shape[3])
+    data = read_voxels(img, paths.dwi, "DWI")
+    return DWISeries(data, img.affine.copy(), gtab, img.header, paths)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success.
+
+    The temporary name keeps ``dest``'s suffixes (so nibabel picks the same format), and is
+    removed if the block raises or is interrupted, so ``dest`` is never half-written.
+    """
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        raise InputError(f"output folder does not exist: {dest.parent}")
+    suffix = "".join(dest.suffixes[-2:]) if dest.name.endswith(".nii.gz") else dest.suffix
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write to {dest.parent}: {exc.strerror}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_nifti(
+    path: str | Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    template: nib.Nifti1Header | None = None,
+) -> None:
+    """Write a NIfTI atomically with ``affine`` as both qform and sform (code: scanner or
+    the template's), float32 data, mm/s units; pixdim follows from the affine."""
+    header = template.copy() if template is not None else nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, header)
+    code = int(template["sform_code"]) if template is not None else 0
+    img.set_sform(affine, code=code or 1)
+    img.set_qform(affine, code=code or 1)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_slope_inter(1.0, 0.0)
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def gradient_paths(nifti: str | Path) -> tuple[Path, Path]:
+    """``<stem>.bval`` and ``<stem>.bvec`` beside a NIfTI path."""
+    nifti = Path(nifti)
+    stem = nifti_stem(nifti)
+    return nifti.with_name(f"{stem}.bval"), nifti.with_name(f"{stem}.bvec")
+
+
+def save_gradients(nifti: str | Path, gtab: GradientTable) -> tuple[Path, Path]:
+    """Write FSL ``.bval``/``.bvec`` beside a NIfTI path, atomically; returns their paths."""
+    bval, bvec = gradient_paths(nifti)
+    with atomic_path(bval) as tmp:
+        np.savetxt(tmp, gtab.bvals[None], fmt="%g")
+    with atomic_path(bvec) as tmp:
+        np.savetxt(tmp, gtab.bvecs.T, fmt="%.6f")
+    return bval, bvec
