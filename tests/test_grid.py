@@ -74,7 +74,9 @@ def test_normalized_coordinates():
     np.testing.assert_allclose(unnormalized(normalized(idx, (10, 12, 7)), (10, 12, 7)), idx)
     # An HR voxel's normalised coordinate is the same whichever grid of the field of view it samples.
     for n_lr, n_hr in [(10, 20), (10, 24), (7, 7), (30, 10)]:
-        np.testing.assert_allclose(normalized(source_index(n_lr, n_hr), n_lr), normalized(np.arange(n_hr), n_hr))
+        np.testing.assert_allclose(
+            normalized(source_index(n_lr, n_hr), n_lr), normalized(np.arange(n_hr), n_hr)
+        )
 
 
 def test_grid_sample_on_same_grid_is_identity():
@@ -116,9 +118,7 @@ def test_downsample_then_sample_reproduces_a_linear_ramp(scale):
 def test_resample_matches_scipy_zoom_grid_mode(scale, order):
     volume = np.random.default_rng(1).random(LR_SHAPE)
     shape = shape_for_scale(LR_SHAPE, scale)
-    zoomed = ndimage.zoom(
-        volume, np.divide(shape, LR_SHAPE), order=order, grid_mode=True, mode="nearest"
-    )
+    zoomed = ndimage.zoom(volume, np.divide(shape, LR_SHAPE), order=order, grid_mode=True, mode="nearest")
     np.testing.assert_allclose(resample(volume, shape, order=order), zoomed, atol=1e-10)
 
 

@@ -114,8 +114,8 @@ def upsample(
     scales, voxels = parse_triplet(scale, "--scale"), parse_triplet(voxel_size, "--voxel-size")
     if (scales is None) == (voxels is None):
         raise InputError("give exactly one of --scale or --voxel-size")
-    if scales is not None and min(scales) <= 1:
-        raise InputError(f"--scale must be > 1 to upsample, got {scale}")
+    if scales is not None and (min(scales) < 1 or max(scales) <= 1):
+        raise InputError(f"--scale must be > 1 to upsample (per axis ≥ 1), got {scale}")
     series = load_dwi(find_dataset(path, bval, bvec))
     grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
     if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):

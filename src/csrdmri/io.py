@@ -105,9 +105,13 @@ def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
         if not Path(path).exists():
             raise InputError(f"{what} file not found: {path} (give it with --bval/--bvec)")
     try:
-        bvals, bvecs = read_bvals_bvecs(str(bval), str(bvec))
+        bvals, _ = read_bvals_bvecs(str(bval), None)
     except Exception as exc:
-        raise InputError(f"cannot read b-values/b-vectors {bval}, {bvec}: {exc}") from None
+        raise InputError(f"cannot read b-values from {bval}: {exc}") from None
+    try:
+        _, bvecs = read_bvals_bvecs(None, str(bvec))
+    except Exception as exc:
+        raise InputError(f"cannot read b-vectors from {bvec}: {exc}") from None
     if len(bvals) != n_volumes:
         raise InputError(f"{bval} lists {len(bvals)} b-values but the DWI has {n_volumes} volumes")
     if len(bvecs) != n_volumes:

@@ -85,7 +85,11 @@ def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.nd
 
 
 def brain_mask(b0: np.ndarray) -> np.ndarray:
-    """Brain mask from the mean b0 with DIPY's ``median_otsu`` (radius 2, one pass, as in DIPY's DTI example)."""
+    """Brain mask from the mean b0 by DIPY's ``median_otsu``.
+
+    Radius 2 and one pass, as in DIPY's DTI examples: the defaults (radius 4, four passes) take
+    ~20 s on a 128×128×82 volume for a nearly identical mask.
+    """
     if not np.any(b0 > 0):
         raise InputError("the mean b0 is all zero; cannot find the brain")
     _, mask = median_otsu(b0, median_radius=2, numpass=1)
