@@ -60,15 +60,12 @@ def describe(paths: DatasetPaths) -> dict:
             if mask is None
             else round(fov_fraction(t1, series.affine, series.shape, mask), 4),
         }
+    examples = {"scale 2": TargetGrid.over(series.shape, series.affine, scale=2)}
+    if min(series.zooms) > 1.25:
+        examples["voxel 1.25 mm"] = TargetGrid.over(series.shape, series.affine, voxel_size=1.25)
     facts["examples"] = {
-        label: {
-            "shape": list(grid.shape),
-            "voxel_size_mm": [round(z, 4) for z in grid.zooms],
-        }
-        for label, grid in (
-            ("scale 2", TargetGrid.over(series.shape, series.affine, scale=2)),
-            ("voxel 1.25 mm", TargetGrid.over(series.shape, series.affine, voxel_size=1.25)),
-        )
+        label: {"shape": list(grid.shape), "voxel_size_mm": [round(z, 4) for z in grid.zooms]}
+        for label, grid in examples.items()
     }
     return facts
 
