@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,13 +144,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     if not dest.parent.is_dir():
         raise InputError(f"output folder does not exist: {dest.parent}")
-    suffix = "".join(dest.suffixes[-2:]) if dest.name.endswith(".nii.gz") else dest.suffix
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write to {dest.parent}: {exc.strerror}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if not os.access(dest.parent, os.W_OK):
+        raise InputError(f"cannot write to {dest.parent}: permission denied")
+    suffix = ".nii.gz" if dest.name.endswith(".nii.gz") else dest.suffix
+    # A fresh unique name rather than mkstemp, so the file gets the usual (umask) permissions.
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp{suffix}"
     try:
         yield tmp
         os.replace(tmp, dest)

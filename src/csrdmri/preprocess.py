@@ -28,7 +28,7 @@ SHELL_TOLERANCE = 100.0
 #: below ``T1_OVERLAP_WARN`` a warning is logged.
 T1_OVERLAP_MIN = 0.5
 T1_OVERLAP_WARN = 0.95
-#: Mean-b0 values below this fraction of the brain's 99th percentile are treated as air
+#: Mean-b0 values below this fraction of the brain's 99th percentile are treated as signal void
 #: (normalised signal set to 0 there rather than dividing by noise).
 B0_FLOOR = 0.01
 
@@ -61,7 +61,7 @@ def mean_b0(series: DWISeries) -> np.ndarray:
 
 
 def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Divide DWIs by the mean b0, as the paper does (S / S0).
+    """Divide DWIs by the mean b0 inside the brain, as the paper does (S / S0).
 
     Parameters
     ----------
@@ -71,13 +71,14 @@ def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.nd
 
     Returns
     -------
-    ndarray, float32, same shape as ``data``; 0 where the mean b0 is air (below
-    ``B0_FLOOR`` × the brain's 99th percentile).
+    ndarray, float32, same shape as ``data``. 0 outside the mask, where S/S0 is the ratio of two
+    noise samples and means nothing, and where the mean b0 is below ``B0_FLOOR`` × the brain's
+    99th percentile.
     """
     inside = b0[mask]
     if inside.size == 0 or np.percentile(inside, 99) <= 0:
         raise InputError("the mean b0 is zero inside the brain mask; cannot normalise by it")
-    valid = b0 > B0_FLOOR * np.percentile(inside, 99)
+    valid = mask & (b0 > B0_FLOOR * np.percentile(inside, 99))
     safe = np.where(valid, b0, 1.0)
     if data.ndim == 4:
         valid, safe = valid[..., None], safe[..., None]

@@ -1,0 +1,146 @@
+"""Diffusion signal of the phantom: DIPY tensor compartments, Rician noise, an HCP-like scheme.
+
+Per brain voxel (b-vectors and fibre frames in voxel-axis coordinates, as FSL b-vectors of an
+LAS image):
+
+    S = B · [ f_wm S0_wm ((1 - f2) E(D_1) + f2 E(D_2))
+              + f_gm S0_gm e^{-b MD_gm} + f_csf S0_csf e^{-b MD_csf} ]
+
+with ``E(D) = exp(-b gᵀ D g)`` from DIPY's ``tensor_prediction`` for the cylindrically symmetric
+WM tensors ``D_k`` (axial diffusivity along frame column ``k``), ``B`` a smooth bias field, and
+WM and GM diffusivities multiplied by a fine heterogeneity field (CSF is free water).
+Magnitude data get Rician noise of sigma = S0_wm / SNR (DIPY's SNR definition); outside the
+head region (the brain dilated by ``HEAD_MARGIN_MM``) the image is 0.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from dipy.core.gradients import GradientTable, gradient_table
+from dipy.core.sphere import HemiSphere, disperse_charges
+from dipy.reconst.dti import tensor_prediction
+from scipy import ndimage
+
+from csrdmri.phantom.anatomy import Anatomy
+from csrdmri.phantom.fibres import Fibres
+from csrdmri.phantom.params import PhantomParams
+
+#: Noise is added within this distance of the brain (skull and scalp carry noise, air is 0).
+HEAD_MARGIN_MM = 10.0
+#: Voxels per chunk of signal simulation (bounds memory at about chunk × volumes × 16 bytes).
+CHUNK = 65536
+
+
+@functools.lru_cache(maxsize=8)
+def gradient_scheme(n_dirs: int, n_b0: int, bvalue: float) -> GradientTable:
+    """``n_dirs`` directions spread by electrostatic repulsion (DIPY) with ``n_b0`` b0s
+    interleaved evenly (the first volume is a b0). The same for every subject, like a protocol."""
+    rng = np.random.default_rng(20240101 + n_dirs)
+    start = rng.normal(size=(n_dirs, 3))
+    hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1, keepdims=True)), 1000)
+    n = n_dirs + n_b0
+    b0_at = np.unique(np.round(np.linspace(0, n - 1, n_b0 + 1)[:-1]).astype(int))
+    bvals = np.full(n, float(bvalue))
+    bvecs = np.zeros((n, 3))
+    bvals[b0_at] = 0.0
+    bvecs[np.setdiff1d(np.arange(n), b0_at)] = hemi.vertices
+    return gradient_table(bvals, bvecs=bvecs)
+
+
+def head_region(mask: np.ndarray, voxel_size: float) -> np.ndarray:
+    """The brain mask dilated by ``HEAD_MARGIN_MM``."""
+    radius = max(1, round(HEAD_MARGIN_MM / voxel_size))
+    ball = ndimage.generate_binary_structure(3, 1)
+    return ndimage.binary_dilation(mask, ball, iterations=radius)
+
+
+def _tensor_signal(
+    frame: np.ndarray, axis: int, dscale: np.ndarray, params: PhantomParams, gtab: GradientTable
+) -> np.ndarray:
+    """Normalised signal (N, V) of cylindrical WM tensors along ``frame[:, :, axis]``, their
+    diffusivities scaled per voxel by ``dscale`` (N,)."""
+    order = [axis, *[c for c in range(3) if c != axis]]
+    evecs = frame[:, :, order]
+    evals = np.asarray([params.wm_axial, params.wm_radial, params.wm_radial])[None, :] * dscale[:, None]
+    dti_params = np.concatenate([evals, evecs.reshape(len(frame), 9)], axis=1)
+    return tensor_prediction(dti_params, gtab, 1.0)
+
+
+def brain_signal(
+    tissue: dict[str, np.ndarray], params: PhantomParams, gtab: GradientTable, rows: slice
+) -> np.ndarray:
+    """Noise-free signal of brain voxels ``rows``, shape (n, V), float64.
+
+    ``tissue`` holds per-brain-voxel arrays: fractions ``wm``, ``gm``, ``csf``, ``bias``, the
+    WM/GM diffusivity scale ``dscale`` (tissue heterogeneity; free water has none), the fibre
+    ``frame`` (N, 3, 3) and the second-population share ``f2``.
+    """
+    keys = ("wm", "gm", "csf", "bias", "dscale", "frame", "f2")
+    wm, gm, csf, b, ds, frame, f2 = (tissue[k][rows] for k in keys)
+    s0_wm = params.s0_wm
+    out = (wm * s0_wm * (1.0 - f2))[:, None] * _tensor_signal(frame, 0, ds, params, gtab)
+    crossing = f2 > 0
+    if crossing.any():
+        second = _tensor_signal(frame[crossing], 1, ds[crossing], params, gtab)
+        out[crossing] += (wm * s0_wm * f2)[crossing, None] * second
+    bvals = gtab.bvals[None, :]
+    out += (gm * s0_wm * params.s0_gm_ratio)[:, None] * np.exp(-bvals * ds[:, None] * params.gm_md)
+    out += (csf * s0_wm * params.s0_csf_ratio)[:, None] * np.exp(-bvals * params.csf_md)  # free water
+    return out * b[:, None]
+
+
+def rician(signal: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """Magnitude of ``signal`` plus complex Gaussian noise of s.d. ``sigma`` per channel."""
+    noise = torch.randn((2, *signal.shape), generator=generator, dtype=torch.float32) * sigma
+    return torch.sqrt((signal + noise[0]) ** 2 + noise[1] ** 2)
+
+
+def simulate_dwi(
+    anatomy: Anatomy,
+    fibres: Fibres,
+    bias: np.ndarray,
+    dscale: np.ndarray,
+    params: PhantomParams,
+    generator: torch.Generator,
+) -> np.ndarray:
+    """The 4D DWI series, shape (X, Y, Z, V), int16 (rounded; scanner-like integer units).
+
+    ``bias`` multiplies the signal, ``dscale`` the diffusivities (both (X, Y, Z))."""
+    gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
+    n_vol = len(gtab.bvals)
+    head = head_region(anatomy.mask, params.voxel_size)
+    in_brain = anatomy.mask[head]  # brain voxels among head voxels, in the same (C) order
+    brain_rows = np.cumsum(in_brain) - 1
+    head_flat = np.flatnonzero(head)
+    mask = anatomy.mask
+    tissue = {"wm": anatomy.wm[mask], "gm": anatomy.gm[mask], "csf": anatomy.csf[mask]}
+    tissue.update(bias=bias[mask], dscale=dscale[mask])
+    tissue.update(frame=fibres.frame, f2=fibres.f2)
+    out = np.zeros((head.size, n_vol), dtype=np.int16)
+    sigma = params.s0_wm / params.snr
+    for start in range(0, len(head_flat), CHUNK):
+        sel = slice(start, start + CHUNK)
+        chunk = np.zeros((len(head_flat[sel]), n_vol), dtype=np.float32)
+        brain = in_brain[sel]
+        if brain.any():
+            rows = brain_rows[sel][brain]
+            chunk[brain] = brain_signal(tissue, params, gtab, slice(rows[0], rows[-1] + 1))
+        noisy = rician(torch.from_numpy(chunk), sigma, generator)
+        out[head_flat[sel]] = torch.round(noisy).clamp_(max=np.iinfo(np.int16).max).numpy().astype(np.int16)
+    return out.reshape((*anatomy.mask.shape, n_vol))
+
+
+def simulate_t1(
+    anatomy: Anatomy, bias: np.ndarray, params: PhantomParams, generator: torch.Generator
+) -> np.ndarray:
+    """T1w: template intensity scaled to 1000 in WM, bias field, Rician noise; int16."""
+    wm_level = float(np.median(anatomy.t1[anatomy.wm > 0.9])) if (anatomy.wm > 0.9).any() else 1.0
+    signal = anatomy.t1 * (1000.0 / wm_level) * bias
+    head = head_region(anatomy.mask, params.voxel_size)
+    noisy = rician(torch.from_numpy(signal[head].astype(np.float32)), 1000.0 / params.t1_snr, generator)
+    out = np.zeros(anatomy.t1.shape, dtype=np.int16)
+    out[head] = torch.round(noisy).clamp_(max=np.iinfo(np.int16).max).numpy().astype(np.int16)
+    return out

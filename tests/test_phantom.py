@@ -1,0 +1,125 @@
+"""The phantom cohort: layout the I/O layer reads, determinism, split, resumption, physics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from dipy.reconst.dti import TensorModel
+from typer.testing import CliRunner
+
+from csrdmri.cli import app
+from csrdmri.errors import InputError
+from csrdmri.io import load_dwi
+from csrdmri.layout import find_dataset
+from csrdmri.phantom import PhantomParams, generate_cohort, generate_subject
+from csrdmri.phantom.cohort import SUBJECT_FILES, split_subjects
+from csrdmri.preprocess import series_mask, shell_indices, t1_on_dwi_grid
+
+#: A small, fast cohort: 2.5 mm voxels (72×87×72), 12 directions, 2 b0s.
+SMALL = PhantomParams(voxel_size=2.5, n_dirs=12, n_b0=2)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(out, 2, seed=7, params=SMALL)
+    return out
+
+
+def test_cohort_loads_through_the_hcp_layout(cohort):
+    manifest = json.loads((cohort / "cohort.json").read_text())
+    assert (
+        manifest["complete"]
+        and manifest["seed"] == 7
+        and manifest["subjects"] == ["phantom000", "phantom001"]
+    )
+    assert manifest["parameters"]["voxel_size"] == 2.5
+    for name in manifest["subjects"]:
+        paths = find_dataset(cohort / name)
+        assert paths.layout == "hcp" and paths.t1 is not None and paths.mask is not None
+        series = load_dwi(paths)
+        assert series.data.shape == (72, 87, 72, 14)
+        np.testing.assert_allclose(series.zooms, [2.5, 2.5, 2.5])
+        assert len(shell_indices(series.gtab)) == 12 and series.gtab.b0s_mask.sum() == 2
+        mask = series_mask(series)  # the cohort's own nodif_brain_mask
+        assert 0.15 < mask.mean() < 0.5
+        t1 = t1_on_dwi_grid(paths.t1, series, mask)
+        # b0: CSF brighter than WM; T1w: WM brighter than CSF (the contrasts a real pair has).
+        b0 = series.data[..., series.gtab.b0s_mask].mean(-1)
+        assert np.corrcoef(t1[mask], b0[mask])[0, 1] < -0.3
+
+
+def test_same_seed_same_bytes_and_subjects_differ(cohort, tmp_path):
+    generate_cohort(tmp_path, 1, seed=7, params=SMALL)
+    for rel in SUBJECT_FILES:
+        assert _digest(tmp_path / "phantom000" / rel) == _digest(cohort / "phantom000" / rel), rel
+    a = load_dwi(find_dataset(cohort / "phantom000")).data
+    b = load_dwi(find_dataset(cohort / "phantom001")).data
+    head = (a != 0) | (b != 0)
+    assert np.mean(a[head] != b[head]) > 0.9
+    mask_a, mask_b = (series_mask(load_dwi(find_dataset(cohort / n))) for n in ("phantom000", "phantom001"))
+    assert np.sum(mask_a ^ mask_b) > 0.05 * mask_a.sum()  # different anatomy, not only other noise
+    other_seed = generate_subject(0, 8, SMALL)
+    assert not np.array_equal(other_seed.anatomy.mask, generate_subject(0, 7, SMALL).anatomy.mask)
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(100, (70, 10, 20)), (20, (14, 2, 4)), (10, (7, 1, 2)), (2, (1, 0, 1))]
+)
+def test_split_is_disjoint_and_70_10_20(n, sizes):
+    names = [f"s{i}" for i in range(n)]
+    split = split_subjects(names, seed=3)
+    assert tuple(len(split[k]) for k in ("train", "validation", "test")) == sizes
+    assert sorted(split["train"] + split["validation"] + split["test"]) == sorted(names)
+    assert split == split_subjects(names, seed=3)
+    if n >= 10:
+        assert split != split_subjects(names, seed=4)
+
+
+def test_interrupted_cohort_resumes_to_the_same_files(cohort, tmp_path):
+    def interrupt(name):
+        if name == "phantom000":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_cohort(tmp_path, 2, seed=7, params=SMALL, progress=interrupt)
+    assert not json.loads((tmp_path / "cohort.json").read_text())["complete"]
+    assert not (tmp_path / "phantom001").exists()
+    generate_cohort(tmp_path, 2, seed=7, params=SMALL)
+    for name in ("phantom000", "phantom001"):
+        for rel in SUBJECT_FILES:
+            assert _digest(tmp_path / name / rel) == _digest(cohort / name / rel)
+    with pytest.raises(InputError, match="already holds a cohort"):
+        generate_cohort(tmp_path, 2, seed=7, params=SMALL)
+
+
+def test_physics_dti_recovers_the_simulated_tissue():
+    """DIPY's DTI fit: FA > 0.5 and the intended direction within 15° in coherent WM; MD ≈ 3e-3 in CSF."""
+    subject = generate_subject(0, 11, PhantomParams(voxel_size=2.5, n_dirs=30, n_b0=3))
+    anatomy, fibres = subject.anatomy, subject.fibres
+    wm = (anatomy.wm[anatomy.mask] > 0.9) & fibres.coherent
+    csf = anatomy.csf[anatomy.mask] > 0.9
+    assert wm.sum() > 1000 and csf.sum() > 200
+    data = subject.dwi[anatomy.mask].astype(np.float32)
+    model = TensorModel(subject.gtab)
+    fit_wm, fit_csf = model.fit(data[wm]), model.fit(data[csf])
+    assert np.mean(fit_wm.fa > 0.5) > 0.95
+    cosine = np.abs(np.sum(fit_wm.evecs[..., 0] * fibres.frame[wm][:, :, 0], axis=-1))
+    assert np.mean(np.degrees(np.arccos(np.clip(cosine, 0, 1))) < 15) > 0.95
+    assert abs(np.median(fit_csf.md) - 3e-3) < 0.3e-3
+
+
+def test_cli_phantom_and_its_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["phantom", "--out", str(tmp_path / "c"), "--subjects", "0"])
+    assert result.exit_code == 2 and "at least 1 subject" in result.stderr
+    result = runner.invoke(app, ["phantom", "--out", str(tmp_path / "c"), "--directions", "3"])
+    assert result.exit_code == 2 and "at least 6 directions" in result.stderr
+    assert not (tmp_path / "c").exists()
