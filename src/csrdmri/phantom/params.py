@@ -20,7 +20,7 @@ class PhantomParams:
     n_dirs: int = 90  # diffusion-weighted directions on the sphere
     n_b0: int = 18  # b0 volumes, interleaved
     bvalue: float = 1000.0  # [s/mm²]
-    snr: float = 23.0  # mean WM b0 / Rician sigma
+    snr: float = 20.0  # mean WM b0 / Rician sigma
     t1_snr: float = 40.0  # mean WM T1w / Rician sigma
     crossing: bool = True  # second fibre population where the WM orientation is ambiguous
     deform_mm: float = 3.0  # [mm] s.d. of the smooth random displacement
