@@ -11,6 +11,16 @@ import pytest
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
+def _small_phantom():
+    from csrdmri.phantom import PhantomParams
+
+    return PhantomParams(voxel_size=2.5, n_dirs=12, n_b0=2)
+
+
+#: Parameters of the small test cohort.
+SMALL_PHANTOM = _small_phantom()
+
+
 def oblique_affine(zooms=(1.75, 1.75, 2.5), angles=(0.3, -0.2, 0.5), flip_x=True) -> np.ndarray:
     """An oblique, anisotropic, optionally left-handed voxel-to-world affine."""
     ax, ay, az = angles
@@ -58,6 +68,16 @@ def small_dwi(tmp_path: Path) -> Path:
     data[3:11, 3:9, 2:8, 0] = 1000.0
     data[3:11, 3:9, 2:8, 1:] = 400.0
     return write_dwi(tmp_path / "in", data, oblique_affine(), bvals, bvecs)
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory) -> Path:
+    """Two phantom subjects at 2.5 mm (72×87×72), 12 directions + 2 b0s, seed 7 (~10 s)."""
+    from csrdmri.phantom import generate_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(out, 2, seed=7, params=SMALL_PHANTOM)
+    return out
 
 
 def real_scan(name: str) -> Path:

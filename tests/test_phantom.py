@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SMALL_PHANTOM
 from dipy.reconst.dti import TensorModel
 from typer.testing import CliRunner
 
@@ -18,19 +19,16 @@ from csrdmri.phantom import PhantomParams, generate_cohort, generate_subject
 from csrdmri.phantom.cohort import SUBJECT_FILES, split_subjects
 from csrdmri.preprocess import series_mask, shell_indices, t1_on_dwi_grid
 
-#: A small, fast cohort: 2.5 mm voxels (72×87×72), 12 directions, 2 b0s.
-SMALL = PhantomParams(voxel_size=2.5, n_dirs=12, n_b0=2)
+SMALL = SMALL_PHANTOM
 
 
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort")
-    generate_cohort(out, 2, seed=7, params=SMALL)
-    return out
+@pytest.fixture
+def cohort(small_cohort):
+    return small_cohort
 
 
 def test_cohort_loads_through_the_hcp_layout(cohort):

@@ -1,0 +1,82 @@
+"""Metrics, the patch protocol and `csrdmri evaluate` on a small phantom cohort."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+from typer.testing import CliRunner
+
+from csrdmri import evaluate
+from csrdmri.cli import app
+from csrdmri.errors import InputError
+from csrdmri.metrics import psnr, ssim
+from csrdmri.patches import central_crop, degrade, hr_size, patch_origins
+from csrdmri.resample import resample
+
+
+def test_psnr_uses_the_fixed_unit_range():
+    ref = np.zeros((10, 10, 10))
+    assert psnr(ref, ref + 0.1) == pytest.approx(20.0)  # MSE 0.01, range 1
+    assert psnr(ref + 0.5, ref + 0.6) == pytest.approx(20.0)  # independent of the level
+
+
+def test_ssim_settings():
+    rng = np.random.default_rng(0)
+    ref = rng.random((12, 12, 12))
+    assert ssim(ref, ref) == pytest.approx(1.0)
+    noisy = ref + rng.normal(0, 0.05, ref.shape)
+    expected = structural_similarity(ref, noisy, data_range=1.0, win_size=7)
+    assert ssim(ref, noisy) == pytest.approx(expected) and ssim(ref, noisy) < 0.99
+
+
+def test_patch_protocol_geometry():
+    assert [hr_size(s) for s in (2, 3, 4, 2.4)] == [20, 30, 40, 24]
+    mask = np.zeros((60, 70, 64), bool)
+    mask[10:50, 15:60, 12:55] = True
+    origins = patch_origins(mask, 50, np.random.default_rng(1))
+    for o in origins:
+        box = mask[o[0] : o[0] + 40, o[1] : o[1] + 40, o[2] : o[2] + 40]
+        assert box.shape == (40, 40, 40) and box.mean() >= 0.5 and box[20, 20, 20]
+    np.testing.assert_array_equal(origins, patch_origins(mask, 50, np.random.default_rng(1)))
+    with pytest.raises(ValueError, match="no patch inside the brain"):
+        patch_origins(np.pad(np.ones((3, 3, 3), bool), 30), 1, np.random.default_rng(0))
+    patch = np.random.default_rng(2).random((40, 40, 40))
+    hr = central_crop(patch, 24)
+    np.testing.assert_array_equal(hr, patch[8:32, 8:32, 8:32])
+    assert degrade(hr).shape == (10, 10, 10)
+
+
+def test_protocol_is_deterministic_and_ranks_methods(small_cohort, monkeypatch):
+    monkeypatch.setitem(evaluate.METHODS, "nearest", lambda lr, shape: resample(lr, shape, order=0))
+    scales = (2.0, 3.0, 4.0, 2.4)
+    first = evaluate.paper_protocol(small_cohort, ["tricubic", "nearest"], scales, patches_per_subject=4)
+    again = evaluate.paper_protocol(small_cohort, ["tricubic"], scales, patches_per_subject=4)
+    for s in scales:
+        assert first["tricubic"][s].psnr == again["tricubic"][s].psnr
+        tri, near = first["tricubic"][s].summary(), first["nearest"][s].summary()
+        assert tri["patches"] == 4  # one test subject x 4 patches
+        assert tri["psnr_mean"] > near["psnr_mean"] and tri["ssim_mean"] > near["ssim_mean"]
+        assert 15 < tri["psnr_mean"] < 40
+    # Larger scales are harder.
+    assert first["tricubic"][2.0].summary()["psnr_mean"] > first["tricubic"][4.0].summary()["psnr_mean"]
+
+
+def test_evaluate_command(small_cohort, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--data", str(small_cohort), "--scales", "2,2.4", "--patches", "2", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| tricubic | phantom (test, 1 subjects × 2 patches)" in result.stdout
+    assert "| bicubic (paper) | HCP (published) | 25.89 / 0.9075 | 24.63 / 0.8778 |" in result.stdout
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["results"]["tricubic"]) == {"2", "2.4"}
+    bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--scales", "2"])
+    assert bad.exit_code == 2 and "no cohort.json" in bad.stderr
+    with pytest.raises(InputError, match="unknown method"):
+        evaluate.paper_protocol(small_cohort, ["magic"], [2.0])
