@@ -94,8 +94,11 @@ def test_interrupted_cohort_resumes_to_the_same_files(cohort, tmp_path):
     for name in ("phantom000", "phantom001"):
         for rel in SUBJECT_FILES:
             assert _digest(tmp_path / name / rel) == _digest(cohort / name / rel)
-    with pytest.raises(InputError, match="already holds a cohort"):
-        generate_cohort(tmp_path, 2, seed=7, params=SMALL)
+    stamp = (tmp_path / "phantom001" / SUBJECT_FILES[0]).stat().st_mtime_ns
+    assert generate_cohort(tmp_path, 2, seed=7, params=SMALL)["complete"]  # complete: nothing to do
+    assert (tmp_path / "phantom001" / SUBJECT_FILES[0]).stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="already holds another cohort"):
+        generate_cohort(tmp_path, 2, seed=8, params=SMALL)
 
 
 def test_physics_dti_recovers_the_simulated_tissue():

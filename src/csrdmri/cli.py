@@ -145,7 +145,7 @@ def phantom(
     directions: Annotated[int, typer.Option(help="Diffusion directions on the sphere.")] = 90,
     b0s: Annotated[int, typer.Option(help="Interleaved b0 volumes.")] = 18,
     bvalue: Annotated[float, typer.Option(help="b-value in s/mm².")] = 1000.0,
-    snr: Annotated[float, typer.Option(help="b0 SNR in white matter (mean signal / Rician sigma).")] = 20.0,
+    snr: Annotated[float, typer.Option(help="b0 SNR in white matter (mean signal / Rician sigma).")] = 19.0,
     crossing: Annotated[
         bool, typer.Option(help="Second fibre population where orientation is ambiguous.")
     ] = True,

@@ -128,7 +128,8 @@ def generate_cohort(
     """Generate ``n_subjects`` into ``out`` and write ``out/cohort.json``; returns its content.
 
     ``cohort.json`` is written first with ``"complete": false``; running the same command again
-    after an interruption keeps the subjects already written and generates the rest.
+    after an interruption keeps the subjects already written and generates the rest, and on a
+    complete cohort does nothing. A different cohort in ``out`` is refused.
     """
     if n_subjects < 1:
         raise InputError(f"a cohort needs at least 1 subject, got {n_subjects}")
@@ -146,9 +147,13 @@ def generate_cohort(
     if manifest.exists():
         previous = json.loads(manifest.read_text())
         wanted = json.loads(json.dumps(cohort))  # tuples as JSON lists, as in the file
-        same = all(previous.get(k) == wanted[k] for k in ("seed", "parameters", "subjects"))
-        if previous.get("complete") or not same:
-            raise InputError(f"{out} already holds a cohort (cohort.json); choose another folder")
+        if any(previous.get(k) != wanted[k] for k in ("seed", "parameters", "subjects")):
+            raise InputError(
+                f"{out} already holds another cohort (different seed, size or parameters); "
+                "choose another folder"
+            )
+        if previous.get("complete"):
+            return previous
     out.mkdir(parents=True, exist_ok=True)
     _write_json(manifest, cohort)
     pending: list[Future] = []

@@ -20,15 +20,15 @@ class PhantomParams:
     n_dirs: int = 90  # diffusion-weighted directions on the sphere
     n_b0: int = 18  # b0 volumes, interleaved
     bvalue: float = 1000.0  # [s/mm²]
-    snr: float = 20.0  # mean WM b0 / Rician sigma
+    snr: float = 19.0  # mean WM b0 / Rician sigma
     t1_snr: float = 40.0  # mean WM T1w / Rician sigma
     crossing: bool = True  # second fibre population where the WM orientation is ambiguous
     deform_mm: float = 3.0  # [mm] s.d. of the smooth random displacement
     scale_sd: float = 0.04  # s.d. of the log global scaling (about ±4 %)
     bias_sd: float = 0.15  # s.d. of the log bias field
-    sharpness: float = 2.0  # logistic sharpening of the template tissue maps (1 = as is)
-    texture_sd: float = 0.35  # s.d. of fine WM/GM diffusivity heterogeneity (log scale)
-    texture_mm: float = 3.5  # [mm] correlation length (Gaussian sigma) of that heterogeneity
+    sharpness: float = 1.5  # logistic sharpening of the template tissue maps (1 = as is)
+    texture_sd: float = 0.5  # s.d. of fine WM/GM diffusivity heterogeneity (log scale)
+    texture_mm: float = 5.0  # [mm] correlation length (Gaussian sigma) of that heterogeneity
     # Compartments: diffusivities [mm²/s] and b0 signal relative to WM (T2 weighting).
     wm_axial: float = 1.7e-3
     wm_radial: float = 0.3e-3
