@@ -70,3 +70,20 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int = 3) -> np.nda
         weights = axis_matrix(out.shape[axis], int(n_dst), order).astype(dtype)
         out = np.moveaxis(np.tensordot(weights, out, axes=(1, axis)), 0, axis)
     return np.ascontiguousarray(out)
+
+
+def resample_torch(volume, shape: Sequence[int], order: int = 3):
+    """:func:`resample` on a torch tensor ``(..., X, Y, Z)`` (same weights, differentiable).
+
+    The three trailing axes are resampled to ``shape``; leading axes (batch, channels) are kept.
+    """
+    import torch
+
+    out = volume
+    for k, n_dst in enumerate(shape):
+        axis = out.ndim - 3 + k
+        weights = torch.tensor(
+            axis_matrix(out.shape[axis], int(n_dst), order), dtype=out.dtype, device=out.device
+        )
+        out = torch.movedim(torch.tensordot(out, weights, dims=([axis], [1])), -1, axis)
+    return out

@@ -1,0 +1,121 @@
+"""Training data: subjects prepared once into memory-mapped caches, and the paper's patch pairs.
+
+A subject (any layout the I/O layer reads) is prepared into ``<cache>/<key>/``: its b≈1000
+volumes divided by the mean b0 inside the brain (S/S0, float16, laid out (V, X, Y, Z) so one
+volume's patch is contiguous), the brain mask, the normalised T1w on the DWI grid (if any) and
+the corners of the 40³ patches that lie inside the brain. Sampling then reads patches from the
+memory maps; nothing else is loaded.
+
+Each batch is drawn from ``numpy.random.default_rng([seed, step])``: a batch depends only on the
+seed and the step number, so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from csrdmri.errors import InputError
+from csrdmri.io import atomic_path, load_dwi
+from csrdmri.layout import DatasetPaths
+from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
+from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices, t1_on_dwi_grid
+
+#: Candidate patch corners kept per subject (a random subset of all valid ones).
+MAX_ORIGINS = 20000
+CACHE_VERSION = 1
+
+
+@dataclass
+class PreparedSubject:
+    """Memory-mapped training arrays of one subject."""
+
+    name: str
+    dwi: np.ndarray  # (V, X, Y, Z) float16, S/S0
+    t1: np.ndarray | None  # (X, Y, Z) float32
+    origins: np.ndarray  # (K, 3) int, corners of 40³ patches inside the brain
+
+
+def _cache_key(paths: DatasetPaths) -> str:
+    stat = paths.dwi.stat()
+    text = f"{CACHE_VERSION}|{paths.dwi.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{paths.t1}|{paths.mask}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare_subject(paths: DatasetPaths, cache: Path, shell: float = 1000.0) -> PreparedSubject:
+    """Prepare (once) and memory-map a subject's training arrays under ``cache``."""
+    folder = Path(cache) / f"{paths.dwi.parent.name}-{_cache_key(paths)}"
+    done = folder / "meta.json"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        series = load_dwi(paths)
+        mask = series_mask(series)
+        b0 = mean_b0(series)
+        volumes = shell_indices(series.gtab, shell)
+        dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)
+        for i, v in enumerate(volumes):
+            dwi[i] = normalise_by_b0(series.data[..., v], b0, mask)
+        arrays = {"dwi": dwi}
+        if paths.t1 is not None:
+            arrays["t1"] = t1_on_dwi_grid(paths.t1, series, mask)
+        try:
+            origins = patch_origins(mask, MAX_ORIGINS, np.random.default_rng(0))
+        except ValueError as exc:
+            raise InputError(f"{paths.dwi}: {exc}") from None
+        arrays["origins"] = np.unique(origins, axis=0)
+        for key, array in arrays.items():
+            with atomic_path(folder / f"{key}.npy") as tmp:
+                np.save(tmp, array)
+        with atomic_path(done) as tmp:
+            tmp.write_text(json.dumps({"dwi": str(paths.dwi), "volumes": volumes.tolist()}))
+    load = lambda key: np.load(folder / f"{key}.npy", mmap_mode="r")  # noqa: E731
+    t1 = load("t1") if (folder / "t1.npy").exists() else None
+    return PreparedSubject(paths.dwi.parent.name, load("dwi"), t1, np.asarray(load("origins")))
+
+
+@dataclass
+class Batch:
+    """LR inputs (B, 1, L, L, L), optional T1w on the LR grid, and one HR target per sample."""
+
+    lr: torch.Tensor
+    t1: torch.Tensor | None
+    hr: list[torch.Tensor]  # (n_i, n_i, n_i), n_i = round(L · s_i)
+
+
+def draw_scale(rng: np.random.Generator, scale_range: tuple[float, float], lr_size: int = LR_SIZE) -> int:
+    """HR size ``round(lr_size · U(lo, hi))``, so the scale is a multiple of 1/lr_size."""
+    return hr_size(rng.uniform(*scale_range), lr_size)
+
+
+def sample_batch(
+    subjects: list[PreparedSubject],
+    batch_size: int,
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = (2.0, 3.0),
+    lr_size: int = LR_SIZE,
+    use_t1: bool = True,
+) -> Batch:
+    """The paper's pairs: a random subject, 40³ patch and b≈1000 volume per sample; HR = the
+    central round(L·s)³ crop; LR (and T1w) = its tricubic downsampling to L³."""
+    lrs, t1s, hrs = [], [], []
+    for _ in range(batch_size):
+        subject = subjects[rng.integers(len(subjects))]
+        corner = subject.origins[rng.integers(len(subject.origins))]
+        box = tuple(slice(int(c), int(c) + PATCH) for c in corner)
+        n = min(draw_scale(rng, scale_range, lr_size), PATCH)
+        volume = int(rng.integers(subject.dwi.shape[0]))
+        hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
+        lrs.append(degrade(hr, lr_size))
+        hrs.append(torch.from_numpy(hr))
+        if use_t1:
+            if subject.t1 is None:
+                raise InputError(f"subject {subject.name} has no T1w, but the model needs one")
+            t1s.append(degrade(central_crop(np.asarray(subject.t1[box], dtype=np.float32), n), lr_size))
+    lr = torch.from_numpy(np.stack(lrs))[:, None]
+    t1 = torch.from_numpy(np.stack(t1s))[:, None] if use_t1 else None
+    return Batch(lr, t1, hrs)

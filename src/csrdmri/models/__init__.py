@@ -1,0 +1,71 @@
+"""Models, built by name from a JSON-able config (a small registry, as LIIF keeps its models).
+
+Every model maps a batch of LR patches to an HR grid over the same field of view::
+
+    model(lr, t1, shape) -> Tensor (B, 1, *shape)
+
+with ``lr`` (B, 1, X, Y, Z) b0-normalised DWIs (S/S0), ``t1`` (B, 1, X, Y, Z) the normalised T1w
+on the LR grid (or ``None`` for models that do not use it) and ``shape`` the HR grid (3 ints).
+``model.uses_t1`` says whether ``t1`` is required.
+
+A config is ``{"architecture": NAME, **kwargs}``; :data:`NAMED` maps the user-facing model
+names (``csr-dmri``, ``arssr``, ...) to configs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from csrdmri.errors import InputError
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding an architecture to the registry under ``name``."""
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return add
+
+
+#: User-facing model names -> architecture configs (the rows of the paper's tables).
+NAMED: dict[str, dict] = {
+    "csr-dmri": {"architecture": "inr", "use_t1": True},
+    "arssr": {"architecture": "inr", "use_t1": False},
+    "tricubic": {"architecture": "tricubic"},
+    "dcsrn": {"architecture": "dcsrn", "scale": 2.0},
+    "rescnn3d": {"architecture": "rescnn3d", "scale": 3.0},
+}
+
+
+def model_config(name_or_config: str | dict) -> dict:
+    """A full config from a model name or a config dict (copied, never shared)."""
+    if isinstance(name_or_config, str):
+        if name_or_config not in NAMED:
+            raise InputError(f"unknown model {name_or_config!r}; available: {', '.join(sorted(NAMED))}")
+        return copy.deepcopy(NAMED[name_or_config])
+    return copy.deepcopy(name_or_config)
+
+
+def build_model(name_or_config: str | dict) -> nn.Module:
+    """Instantiate a model from its name or config; unknown keys or types are an InputError."""
+    _import_all()
+    config = model_config(name_or_config)
+    arch = config.pop("architecture", None)
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {arch!r}; available: {', '.join(sorted(ARCHITECTURES))}")
+    try:
+        return ARCHITECTURES[arch](**config)
+    except TypeError as exc:
+        raise InputError(f"bad configuration for {arch!r}: {exc}") from None
+
+
+def _import_all() -> None:
+    """Import the model modules so that their ``@register`` decorators run."""
+    from csrdmri.models import dcsrn, inr, rescnn3d, tricubic  # noqa: F401

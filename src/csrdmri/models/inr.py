@@ -1,0 +1,129 @@
+"""CSR-dMRI / ArSSR: RDN latent features + an implicit function of [feature, coordinate].
+
+For a query at normalised coordinate ``c`` (``grid_sample(align_corners=False)`` convention of
+:mod:`csrdmri.grid`, over the LR input's field of view), the 128 latent features are sampled
+trilinearly at ``c`` and concatenated with a coordinate code; an 8-layer ReLU MLP maps them to
+the intensity. The coordinate code is
+
+* ``"global"`` (the paper): ``c`` itself, in [-1, 1] over the input patch;
+* ``"local"``: the offset of the query from the nearest LR voxel centre, in LR voxels
+  ([-0.5, 0.5]³, as LIIF's relative coordinate) — translation-invariant, so a model trained on
+  patches applies unchanged to tiles of a whole volume.
+
+``residual=True`` (beyond the paper) adds the tricubic interpolation of the LR input at the
+query, so the MLP learns the correction to tricubic instead of the intensity itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from csrdmri.grid import dst_grid_normalized, grid_sample_order, unnormalized
+from csrdmri.models import register
+from csrdmri.models.rdn import RDN
+from csrdmri.resample import resample_torch
+
+COORDS = ("global", "local")
+
+
+class ImplicitMLP(nn.Module):
+    """8 fully connected ReLU layers with the input concatenated to the 4th layer's output
+    (the paper's skip from the input to the 4th ReLU, NeRF/ArSSR-style concatenation), then a
+    linear projection to one intensity (no activation, so the output is not clamped).
+
+    (N, in_features) -> (N, 1)
+    """
+
+    def __init__(self, in_features: int, width: int = 256, depth: int = 8, skip_at: int = 4) -> None:
+        super().__init__()
+        if not 0 < skip_at < depth:
+            raise ValueError(f"skip_at must be within 1..{depth - 1}, got {skip_at}")
+        self.skip_at = skip_at
+        sizes = [in_features] + [width] * depth
+        sizes_in = [s + (in_features if i == skip_at else 0) for i, s in enumerate(sizes[:-1])]
+        self.hidden = nn.ModuleList(nn.Linear(a, width) for a in sizes_in)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, layer in enumerate(self.hidden):
+            if i == self.skip_at:
+                h = torch.cat([h, x], dim=-1)
+            h = torch.relu(layer(h))
+        return self.head(h)
+
+
+@register("inr")
+class INR(nn.Module):
+    """The INR model of CSR-dMRI (``use_t1=True``) and ArSSR (``use_t1=False``).
+
+    Parameters
+    ----------
+    use_t1 : bool
+        Encode [LR DWI, T1w on the LR grid] (2 channels) instead of the DWI alone.
+    latent, g0, growth, blocks, layers : int
+        RDN encoder sizes (paper: 128, 64, 64, 8, 3).
+    width, depth, skip_at : int
+        MLP width, number of hidden layers and the layer receiving the input skip (256, 8, 4).
+    coord : {"global", "local"}
+        Coordinate code given to the MLP (see the module docstring).
+    residual : bool
+        Predict the correction to tricubic interpolation (beyond the paper).
+    """
+
+    def __init__(
+        self,
+        use_t1: bool = True,
+        latent: int = 128,
+        g0: int = 64,
+        growth: int = 64,
+        blocks: int = 8,
+        layers: int = 3,
+        width: int = 256,
+        depth: int = 8,
+        skip_at: int = 4,
+        coord: str = "global",
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if coord not in COORDS:
+            raise ValueError(f"coord must be one of {COORDS}, got {coord!r}")
+        self.uses_t1 = bool(use_t1)
+        self.coord = coord
+        self.residual = bool(residual)
+        self.encoder = RDN(1 + self.uses_t1, latent, g0, growth, blocks, layers)
+        self.decoder = ImplicitMLP(latent + 3, width, depth, skip_at)
+
+    def encode(self, lr: torch.Tensor, t1: torch.Tensor | None) -> torch.Tensor:
+        """Latent map (B, latent, X, Y, Z) of LR patches (B, 1, X, Y, Z) [+ T1w]."""
+        if self.uses_t1:
+            if t1 is None:
+                raise ValueError("this model uses a T1w, but none was given")
+            lr = torch.cat([lr, t1], dim=1)
+        return self.encoder(lr)
+
+    def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Intensities (B, N) at normalised coordinates ``coords`` (B, N, 3), (x, y, z) order."""
+        grid = grid_sample_order(coords)[:, :, None, None, :]
+        sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        sampled = sampled[:, :, :, 0, 0].transpose(1, 2)  # (B, N, latent)
+        if self.coord == "global":
+            code = coords
+        else:
+            index = unnormalized(coords, torch.tensor(features.shape[-3:], device=coords.device))
+            code = index - torch.round(index)
+        return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))[..., 0]
+
+    def decode_grid(
+        self, features: torch.Tensor, lr: torch.Tensor, shape: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """HR prediction (B, 1, *shape) on a grid over the field of view of ``lr``."""
+        coords = torch.from_numpy(dst_grid_normalized(shape)).to(lr.device).reshape(1, -1, 3)
+        out = self.decode(features, coords.expand(lr.shape[0], -1, -1)).reshape(lr.shape[0], 1, *shape)
+        return out + resample_torch(lr, shape) if self.residual else out
+
+    def forward(self, lr: torch.Tensor, t1: torch.Tensor | None, shape: tuple[int, int, int]) -> torch.Tensor:
+        """HR prediction (B, 1, *shape) over the field of view of ``lr``."""
+        return self.decode_grid(self.encode(lr, t1), lr, shape)

@@ -1,0 +1,71 @@
+"""3D Residual Dense Network (Zhang et al. 2018) as a latent feature extractor, no upsampling.
+
+As ArSSR and CSR-dMRI use it: all convolutions 3D, the upsampling tail removed, and a last
+convolution to ``out_channels`` latent features per LR voxel. Padding keeps the LR grid, so
+feature ``[..., i, j, k]`` belongs to LR voxel ``(i, j, k)``. Receptive field: ``2 + D·C + 2``
+3³ convolutions, i.e. a radius of ``D·C + 4`` LR voxels (28 with the defaults).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def conv3(cin: int, cout: int) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, 3, padding=1)
+
+
+class DenseBlock(nn.Module):
+    """Residual dense block: ``layers`` densely connected 3³ conv+ReLU, 1³ fusion, residual."""
+
+    def __init__(self, channels: int, growth: int, layers: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(conv3(channels + i * growth, growth) for i in range(layers))
+        self.fuse = nn.Conv3d(channels + layers * growth, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for conv in self.convs:
+            features.append(torch.relu(conv(torch.cat(features, dim=1))))
+        return x + self.fuse(torch.cat(features, dim=1))
+
+
+class RDN(nn.Module):
+    """Latent feature extractor: (B, in_channels, X, Y, Z) -> (B, out_channels, X, Y, Z).
+
+    Parameters
+    ----------
+    in_channels : int
+        1 for the DWI alone, 2 for [DWI, T1w].
+    out_channels : int
+        Latent feature size (128 in the paper).
+    g0, growth, blocks, layers : int
+        RDN's G0, G, D and C (ArSSR: 64, 64, 8, 3).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        out_channels: int = 128,
+        g0: int = 64,
+        growth: int = 64,
+        blocks: int = 8,
+        layers: int = 3,
+    ) -> None:
+        super().__init__()
+        self.sfe1 = conv3(in_channels, g0)
+        self.sfe2 = conv3(g0, g0)
+        self.blocks = nn.ModuleList(DenseBlock(g0, growth, layers) for _ in range(blocks))
+        self.gff = nn.Sequential(nn.Conv3d(blocks * g0, g0, 1), conv3(g0, g0))
+        self.out = conv3(g0, out_channels)
+        self.receptive_radius = blocks * layers + 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.sfe1(x)
+        h = self.sfe2(f1)
+        outs = []
+        for block in self.blocks:
+            h = block(h)
+            outs.append(h)
+        return self.out(self.gff(torch.cat(outs, dim=1)) + f1)
