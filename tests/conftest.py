@@ -19,6 +19,8 @@ def _small_phantom():
 
 #: Parameters of the small test cohort.
 SMALL_PHANTOM = _small_phantom()
+#: A tiny INR configuration for fast tests.
+TINY_INR = {"latent": 16, "g0": 8, "growth": 8, "blocks": 2, "layers": 2, "width": 16}
 
 
 def oblique_affine(zooms=(1.75, 1.75, 2.5), angles=(0.3, -0.2, 0.5), flip_x=True) -> np.ndarray:

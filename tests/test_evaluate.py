@@ -49,11 +49,13 @@ def test_patch_protocol_geometry():
     assert degrade(hr).shape == (10, 10, 10)
 
 
-def test_protocol_is_deterministic_and_ranks_methods(small_cohort, monkeypatch):
-    monkeypatch.setitem(evaluate.METHODS, "nearest", lambda lr, shape: resample(lr, shape, order=0))
+def test_protocol_is_deterministic_and_ranks_methods(small_cohort):
+    tricubic = evaluate.resolve_method("tricubic")
+    nearest = evaluate.Method(lambda lr, t1, shape: resample(lr, shape, order=0))
     scales = (2.0, 3.0, 4.0, 2.4)
-    first = evaluate.paper_protocol(small_cohort, ["tricubic", "nearest"], scales, patches_per_subject=4)
-    again = evaluate.paper_protocol(small_cohort, ["tricubic"], scales, patches_per_subject=4)
+    methods = {"tricubic": tricubic, "nearest": nearest}
+    first = evaluate.paper_protocol(small_cohort, methods, scales, patches_per_subject=4)
+    again = evaluate.paper_protocol(small_cohort, {"tricubic": tricubic}, scales, patches_per_subject=4)
     for s in scales:
         assert first["tricubic"][s].psnr == again["tricubic"][s].psnr
         tri, near = first["tricubic"][s].summary(), first["nearest"][s].summary()
@@ -79,4 +81,4 @@ def test_evaluate_command(small_cohort, tmp_path):
     bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--scales", "2"])
     assert bad.exit_code == 2 and "no cohort.json" in bad.stderr
     with pytest.raises(InputError, match="unknown method"):
-        evaluate.paper_protocol(small_cohort, ["magic"], [2.0])
+        evaluate.resolve_method("magic")

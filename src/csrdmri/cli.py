@@ -176,7 +176,10 @@ def evaluate(
     data: Annotated[
         Path, typer.Option("--data", help="Cohort folder (with cohort.json), e.g. from `csrdmri phantom`.")
     ],
-    models: Annotated[str, typer.Option(help="Comma-separated methods to evaluate.")] = "tricubic",
+    models: Annotated[
+        str,
+        typer.Option(help="Comma-separated methods: 'tricubic', checkpoints (.safetensors) or run folders."),
+    ] = "tricubic",
     scales: Annotated[str, typer.Option(help="Comma-separated scale factors.")] = "2,3,4,2.4",
     patches: Annotated[
         int, typer.Option(help="40³ patches per subject (one random b=1000 volume each).")
@@ -188,16 +191,16 @@ def evaluate(
     """Evaluate methods with the paper's patch protocol (PSNR/SSIM at each scale)."""
     from tqdm import tqdm
 
-    from csrdmri.evaluate import cohort_split, paper_protocol
+    from csrdmri.evaluate import cohort_split, paper_protocol, resolve_method
     from csrdmri.report import markdown_table
 
     scale_list = parse_list(scales, "--scales")
     if min(scale_list) <= 1:
         raise InputError(f"--scales must all be > 1, got {scales}")
-    method_list = [m.strip() for m in models.split(",") if m.strip()]
+    methods = {m.strip(): resolve_method(m.strip()) for m in models.split(",") if m.strip()}
     n_subjects = len(cohort_split(data, split))
     with tqdm(total=n_subjects, desc=f"evaluating ({split})", unit="subject", disable=None) as bar:
-        results = paper_protocol(data, method_list, scale_list, patches, seed, split, lambda _: bar.update())
+        results = paper_protocol(data, methods, scale_list, patches, seed, split, lambda _: bar.update())
     table = markdown_table(results, f"phantom ({split}, {n_subjects} subjects × {patches} patches)")
     typer.echo(table)
     if out is not None:
@@ -252,7 +255,9 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="JSON file of training options overriding the preset.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override the preset's number of epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Number of epochs (overrides the preset; extends a resumed run).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
@@ -275,8 +280,9 @@ def train(
         if not isinstance(user, dict):
             raise InputError(f"training config {config} must hold a JSON object")
     values.update(user)
-    values.update({k: v for k, v in (("model", model), ("epochs", epochs)) if v is not None})
+    if model is not None:
+        values["model"] = model
     if "fft_weight" not in user and values["model"] != "csr-dmri":
         values["fft_weight"] = 0.0  # the frequency-domain loss is CSR-dMRI's, not the baselines'
-    scores = run_training(TrainConfig.from_dict(values), data, out, resume=resume)
+    scores = run_training(TrainConfig.from_dict(values), data, out, resume=resume, epochs=epochs)
     typer.echo(f"finished {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))

@@ -47,9 +47,9 @@ def _cache_key(paths: DatasetPaths) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def prepare_subject(paths: DatasetPaths, cache: Path, shell: float = 1000.0) -> PreparedSubject:
-    """Prepare (once) and memory-map a subject's training arrays under ``cache``."""
-    folder = Path(cache) / f"{paths.dwi.parent.name}-{_cache_key(paths)}"
+def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 1000.0) -> PreparedSubject:
+    """Prepare (once) and memory-map the training arrays of subject ``name`` under ``cache``."""
+    folder = Path(cache) / f"{name}-{_cache_key(paths)}"
     done = folder / "meta.json"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def prepare_subject(paths: DatasetPaths, cache: Path, shell: float = 1000.0) -> 
             tmp.write_text(json.dumps({"dwi": str(paths.dwi), "volumes": volumes.tolist()}))
     load = lambda key: np.load(folder / f"{key}.npy", mmap_mode="r")  # noqa: E731
     t1 = load("t1") if (folder / "t1.npy").exists() else None
-    return PreparedSubject(paths.dwi.parent.name, load("dwi"), t1, np.asarray(load("origins")))
+    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")))
 
 
 @dataclass

@@ -15,19 +15,51 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from csrdmri.checkpoint import load_model
 from csrdmri.errors import InputError
 from csrdmri.io import load_dwi
 from csrdmri.layout import find_dataset
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
-from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices
+from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
 
-#: A method maps an LR patch (10, 10, 10) to the HR grid ``shape``.
-Method = Callable[[np.ndarray, tuple[int, int, int]], np.ndarray]
 
-METHODS: dict[str, Method] = {"tricubic": lambda lr, shape: resample(lr, shape)}
+@dataclass(frozen=True)
+class Method:
+    """An upsampler under evaluation: ``fn(lr (L, L, L), t1_lr or None, shape) -> (*shape)``."""
+
+    fn: Callable[[np.ndarray, np.ndarray | None, tuple[int, int, int]], np.ndarray]
+    uses_t1: bool = False
+
+
+def model_method(model: torch.nn.Module) -> Method:
+    """Wrap a model of the registry (eval mode, no gradients, float32 on the CPU)."""
+    model.eval()
+    uses_t1 = bool(getattr(model, "uses_t1", False))
+
+    @torch.no_grad()
+    def fn(lr: np.ndarray, t1: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        out = model(as_tensor(lr), as_tensor(t1) if uses_t1 else None, shape)
+        return out[0, 0].double().numpy()
+
+    return Method(fn, uses_t1)
+
+
+def resolve_method(name: str) -> Method:
+    """``tricubic``, a checkpoint (``.safetensors``) or a run folder (its best, else last)."""
+    if name == "tricubic":
+        return Method(lambda lr, t1, shape: resample(lr, shape))
+    path = Path(name)
+    if path.is_dir():
+        candidates = [path / "best.safetensors", path / "last.safetensors"]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    if not path.exists():
+        raise InputError(f"unknown method {name!r}: not 'tricubic', a checkpoint or a run folder")
+    return model_method(load_model(path)[0])
 
 
 @dataclass
@@ -64,7 +96,7 @@ def cohort_split(cohort: Path, split: str) -> list[str]:
 
 def paper_protocol(
     cohort: Path,
-    methods: Sequence[str],
+    methods: dict[str, Method],
     scales: Sequence[float],
     patches_per_subject: int = 9,
     seed: int = 0,
@@ -72,15 +104,17 @@ def paper_protocol(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[float, Scores]]:
     """Scores of each method at each scale on the paper's patch protocol."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method(s) {unknown}; available: {', '.join(METHODS)}")
     results = {m: {s: Scores([], []) for s in scales} for m in methods}
+    need_t1 = any(method.uses_t1 for method in methods.values())
     subjects = cohort_split(cohort, split)
     for index, name in enumerate(subjects):
-        series = load_dwi(find_dataset(Path(cohort) / name))
+        paths = find_dataset(Path(cohort) / name)
+        series = load_dwi(paths)
         mask = series_mask(series)
         b0 = mean_b0(series)
+        if need_t1 and paths.t1 is None:
+            raise InputError(f"subject {name} has no T1w, but a method under evaluation needs one")
+        t1 = t1_on_dwi_grid(paths.t1, series, mask) if need_t1 else None
         rng = np.random.default_rng([seed, index])
         origins = patch_origins(mask, patches_per_subject, rng)
         volumes = rng.choice(shell_indices(series.gtab), size=len(origins))
@@ -88,10 +122,12 @@ def paper_protocol(
             box = tuple(slice(int(o), int(o) + PATCH) for o in origin)
             patch = normalise_by_b0(series.data[..., volume], b0, mask)[box].astype(np.float64)
             for s in scales:
-                hr = central_crop(patch, hr_size(s))
+                n = hr_size(s)
+                hr = central_crop(patch, n)
                 lr = degrade(hr)
-                for m in methods:
-                    sr = METHODS[m](lr, hr.shape)
+                t1_lr = degrade(central_crop(t1[box], n)) if t1 is not None else None
+                for m, method in methods.items():
+                    sr = method.fn(lr, t1_lr if method.uses_t1 else None, hr.shape)
                     results[m][s].psnr.append(psnr(hr, sr))
                     results[m][s].ssim.append(ssim(hr, sr))
         if progress:

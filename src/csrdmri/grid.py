@@ -85,20 +85,29 @@ def resampled_affine(
     return np.asarray(src_affine, np.float64) @ dst_to_src_index_affine(src_shape, dst_shape)
 
 
-def normalized(index: np.ndarray, n: int | Sequence[int]) -> np.ndarray:
+def _sizes(n: int | Sequence[int], like):
+    """Grid sizes as a scalar, or as an array of the same kind (numpy or torch) as ``like``."""
+    if np.isscalar(n):
+        return float(n)
+    if isinstance(like, np.ndarray) or np.isscalar(like):
+        return np.asarray(n, dtype=np.float64)
+    import torch  # only reached with torch inputs
+
+    return torch.as_tensor(n, dtype=like.dtype, device=like.device)
+
+
+def normalized(index, n: int | Sequence[int]):
     """Continuous voxel index → ``grid_sample(align_corners=False)`` coordinate, ``(2i+1)/n-1``.
 
     ``index`` has shape ``(..., d)`` with ``n`` of length ``d`` (or a scalar ``n`` for any shape).
     Works on numpy arrays and torch tensors alike.
     """
-    n = np.asarray(n, dtype=np.float64) if not np.isscalar(n) else float(n)
-    return (2.0 * index + 1.0) / n - 1.0
+    return (2.0 * index + 1.0) / _sizes(n, index) - 1.0
 
 
-def unnormalized(coord: np.ndarray, n: int | Sequence[int]) -> np.ndarray:
+def unnormalized(coord, n: int | Sequence[int]):
     """Inverse of :func:`normalized`: ``grid_sample`` coordinate → continuous voxel index."""
-    n = np.asarray(n, dtype=np.float64) if not np.isscalar(n) else float(n)
-    return ((coord + 1.0) * n - 1.0) / 2.0
+    return ((coord + 1.0) * _sizes(n, coord) - 1.0) / 2.0
 
 
 def dst_grid_normalized(dst_shape: Sequence[int]) -> np.ndarray:

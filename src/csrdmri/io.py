@@ -25,6 +25,10 @@ from csrdmri.layout import DatasetPaths, nifti_stem
 
 #: b-values at or below this (s/mm²) count as b0, as DIPY's default.
 B0_THRESHOLD = 50.0
+#: The process umask, read once, so files written through a temporary name (some writers create
+#: them owner-only) end with the usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -151,6 +155,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp{suffix}"
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +140,7 @@ def _subjects(data: Path, split: str, cache: Path) -> list[PreparedSubject]:
         names = sorted(p.name for p in Path(data).iterdir() if p.is_dir() and not p.name.startswith("."))
     else:
         names = []
-    return [prepare_subject(find_dataset(Path(data) / n), cache) for n in names]
+    return [prepare_subject(find_dataset(Path(data) / n), cache, n) for n in names]
 
 
 def _plot_losses(log: Path, out: Path) -> None:
@@ -166,15 +166,26 @@ def _plot_losses(log: Path, out: Path) -> None:
 
 
 def train(
-    config: TrainConfig, data: Path, out: Path, resume: bool = False, cache: Path | None = None
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    resume: bool = False,
+    cache: Path | None = None,
+    epochs: int | None = None,
 ) -> dict:
-    """Train (or resume) a run; returns the last validation scores."""
+    """Train (or resume) a run; returns the last validation scores.
+
+    On ``resume`` the run's own configuration is used (``config`` is ignored) except that
+    ``epochs``, if given, extends or shortens it.
+    """
     out = Path(out)
     last = out / "last.safetensors"
     if resume:
         if not last.exists():
             raise InputError(f"nothing to resume: {last} does not exist")
         config = TrainConfig.from_dict(read_meta(last)["training"])
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
     elif last.exists():
         raise InputError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)

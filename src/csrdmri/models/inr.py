@@ -95,6 +95,9 @@ class INR(nn.Module):
         self.residual = bool(residual)
         self.encoder = RDN(1 + self.uses_t1, latent, g0, growth, blocks, layers)
         self.decoder = ImplicitMLP(latent + 3, width, depth, skip_at)
+        if self.residual:  # start exactly at tricubic and learn the correction from there
+            nn.init.zeros_(self.decoder.head.weight)
+            nn.init.zeros_(self.decoder.head.bias)
 
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None) -> torch.Tensor:
         """Latent map (B, latent, X, Y, Z) of LR patches (B, 1, X, Y, Z) [+ T1w]."""
@@ -112,7 +115,7 @@ class INR(nn.Module):
         if self.coord == "global":
             code = coords
         else:
-            index = unnormalized(coords, torch.tensor(features.shape[-3:], device=coords.device))
+            index = unnormalized(coords, tuple(features.shape[-3:]))
             code = index - torch.round(index)
         return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))[..., 0]
 
