@@ -72,7 +72,9 @@ def generate_subject(index: int, seed: int, params: PhantomParams) -> Subject:
     dscale = texture_field(rng, params.shape, params.texture_sd, params.texture_mm, params.voxel_size)
     t1_bias = bias_field(rng, params.shape, params.bias_sd)
     dwi = simulate_dwi(anatomy, fibres, dwi_bias, dscale, params, generator)
-    t1 = simulate_t1(anatomy, t1_bias, params, generator)
+    # Microstructure that slows diffusion (myelin) brightens the T1w: the T1w sees the same
+    # heterogeneity as the DWI, as real anatomy does.
+    t1 = simulate_t1(anatomy, t1_bias * dscale ** (-params.t1_coupling), params, generator)
     gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
     return Subject(subject_name(index), dwi, t1, gtab, anatomy, fibres)
 

@@ -29,6 +29,7 @@ class PhantomParams:
     sharpness: float = 1.5  # logistic sharpening of the template tissue maps (1 = as is)
     texture_sd: float = 0.5  # s.d. of fine WM/GM diffusivity heterogeneity (log scale)
     texture_mm: float = 5.0  # [mm] correlation length (Gaussian sigma) of that heterogeneity
+    t1_coupling: float = 0.5  # T1w intensity × heterogeneity^-coupling (more myelin: brighter T1w, lower MD)
     # Compartments: diffusivities [mm²/s] and b0 signal relative to WM (T2 weighting).
     wm_axial: float = 1.7e-3
     wm_radial: float = 0.3e-3
