@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 OUT ?= demo-out
 REAL ?= ../shared/data/real/philips-ingenia-2mm
 
-.PHONY: setup demo test test-slow lint
+.PHONY: setup demo test lint
 
 setup:
 	@VENV=$(VENV) scripts/setup.sh
@@ -27,6 +27,3 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -m "not slow"
-
-test-slow: setup
-	$(BIN)/python -m pytest -m slow
