@@ -74,7 +74,7 @@ def test_evaluate_command(small_cohort, tmp_path):
         ["evaluate", "--data", str(small_cohort), "--scales", "2,2.4", "--patches", "2", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
-    assert "| tricubic | phantom (test, 1 subjects × 2 patches)" in result.stdout
+    assert "| tricubic | phantom (test, 1 subject × 2 patches)" in result.stdout
     assert "| bicubic (paper) | HCP (published) | 25.89 / 0.9075 | 24.63 / 0.8778 |" in result.stdout
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["results"]["tricubic"]) == {"2", "2.4"}

@@ -201,7 +201,8 @@ def evaluate(
     n_subjects = len(cohort_split(data, split))
     with tqdm(total=n_subjects, desc=f"evaluating ({split})", unit="subject", disable=None) as bar:
         results = paper_protocol(data, methods, scale_list, patches, seed, split, lambda _: bar.update())
-    table = markdown_table(results, f"phantom ({split}, {n_subjects} subjects × {patches} patches)")
+    plural = "s" if n_subjects != 1 else ""
+    table = markdown_table(results, f"phantom ({split}, {n_subjects} subject{plural} × {patches} patches)")
     typer.echo(table)
     if out is not None:
         from csrdmri.io import atomic_path
