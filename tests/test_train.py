@@ -93,3 +93,17 @@ def test_train_command_errors(small_cohort, tmp_path):
         app, ["train", "--data", str(small_cohort), "--out", str(tmp_path / "r"), "--config", str(config)]
     )
     assert bad.exit_code == 2 and "unknown training option(s): learning_rate" in bad.stderr
+
+
+def test_shipped_weights_load_and_have_a_model_card():
+    from csrdmri.evaluate import resolve_method
+    from csrdmri.weights import shipped
+
+    for name, path in shipped().items():
+        model, meta = load_model(path)
+        assert path.with_suffix(".md").exists(), f"{name} has no model card"
+        assert "validation" in meta and meta["model"]["architecture"] == "inr"
+        lr = torch.rand(1, 1, 8, 8, 8)
+        t1 = torch.rand(1, 1, 8, 8, 8) if model.uses_t1 else None
+        assert model(lr, t1, (19, 19, 19)).shape == (1, 1, 19, 19, 19)
+        assert resolve_method(name).uses_t1 == model.uses_t1

@@ -25,6 +25,7 @@ from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
+from csrdmri.weights import shipped
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,17 @@ def model_method(model: torch.nn.Module) -> Method:
 
 
 def resolve_method(name: str) -> Method:
-    """``tricubic``, a checkpoint (``.safetensors``) or a run folder (its best, else last)."""
+    """``tricubic``, a shipped model, a checkpoint (``.safetensors``) or a run folder (its
+    best, else its last checkpoint)."""
     if name == "tricubic":
         return Method(lambda lr, t1, shape: resample(lr, shape))
-    path = Path(name)
+    path = shipped().get(name, Path(name))
     if path.is_dir():
         candidates = [path / "best.safetensors", path / "last.safetensors"]
         path = next((p for p in candidates if p.exists()), candidates[0])
     if not path.exists():
-        raise InputError(f"unknown method {name!r}: not 'tricubic', a checkpoint or a run folder")
+        names = ", ".join(["tricubic", *shipped()])
+        raise InputError(f"unknown method {name!r}: not one of {names}, a checkpoint or a run folder")
     return model_method(load_model(path)[0])
 
 
