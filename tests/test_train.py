@@ -63,6 +63,11 @@ def test_resumed_training_ends_with_the_same_weights(small_cohort, tmp_path):
     train(TINY_RUN, small_cohort, tmp_path / "resumed", cache=tmp_path / "cache", epochs=1)
     assert read_meta(tmp_path / "resumed" / "last.safetensors")["epoch"] == 0
     train(TINY_RUN, small_cohort, tmp_path / "resumed", resume=True, cache=tmp_path / "cache", epochs=2)
+    # Resuming a finished run (its own epoch count) has nothing left to do; a new run never
+    # overwrites an existing one.
+    assert train(TINY_RUN, small_cohort, tmp_path / "resumed", resume=True, cache=tmp_path / "cache") == {}
+    with pytest.raises(InputError, match="already holds a run"):
+        train(TINY_RUN, small_cohort, tmp_path / "resumed", cache=tmp_path / "cache")
     straight = _model_tensors(tmp_path / "straight" / "last.safetensors")
     resumed = _model_tensors(tmp_path / "resumed" / "last.safetensors")
     assert straight.keys() == resumed.keys() and any(k.startswith("optim.") for k in straight)

@@ -184,10 +184,10 @@ def train(
         if not last.exists():
             raise InputError(f"nothing to resume: {last} does not exist")
         config = TrainConfig.from_dict(read_meta(last)["training"])
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
     elif last.exists():
         raise InputError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     cache = cache or Path(data) / ".csrdmri-cache"
