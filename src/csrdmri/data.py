@@ -42,9 +42,12 @@ class PreparedSubject:
 
 
 def _cache_key(paths: DatasetPaths) -> str:
-    stat = paths.dwi.stat()
-    text = f"{CACHE_VERSION}|{paths.dwi.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{paths.t1}|{paths.mask}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Changes whenever one of the subject's input files does (path, size or modification time)."""
+    parts = [str(CACHE_VERSION)]
+    for path in (paths.dwi, paths.t1, paths.mask):
+        stat = path.stat() if path is not None and path.exists() else None
+        parts.append(f"{path and path.resolve()}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 1000.0) -> PreparedSubject:
