@@ -9,10 +9,7 @@ from dipy.core.gradients import unique_bvals_tolerance
 from csrdmri.grid import TargetGrid
 from csrdmri.io import load_dwi, load_image
 from csrdmri.layout import DatasetPaths
-from csrdmri.preprocess import fov_fraction, series_mask
-
-#: b-values within this distance (s/mm²) belong to one shell.
-SHELL_TOLERANCE = 100
+from csrdmri.preprocess import SHELL_TOLERANCE, fov_fraction, series_mask
 
 
 def _geometry(img_shape: tuple[int, ...], affine: np.ndarray) -> dict:
