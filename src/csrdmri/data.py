@@ -24,7 +24,7 @@ from csrdmri.errors import InputError
 from csrdmri.io import atomic_path, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
-from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 
 #: Candidate patch corners kept per subject (a random subset of all valid ones).
 MAX_ORIGINS = 20000
@@ -58,11 +58,11 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
         folder.mkdir(parents=True, exist_ok=True)
         series = load_dwi(paths)
         mask = series_mask(series)
-        b0 = mean_b0(series)
+        reciprocal = b0_reciprocal(mean_b0(series), mask)
         volumes = shell_indices(series.gtab, shell)
         dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)
         for i, v in enumerate(volumes):
-            dwi[i] = normalise_by_b0(series.data[..., v], b0, mask)
+            dwi[i] = series.data[..., v] * reciprocal
         arrays = {"dwi": dwi}
         if paths.t1 is not None:
             arrays["t1"] = t1_on_dwi_grid(paths.t1, series, mask)

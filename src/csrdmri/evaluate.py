@@ -23,7 +23,7 @@ from csrdmri.io import load_dwi
 from csrdmri.layout import find_dataset
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
-from csrdmri.preprocess import mean_b0, normalise_by_b0, series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
 from csrdmri.weights import shipped
 
@@ -114,7 +114,7 @@ def paper_protocol(
         paths = find_dataset(Path(cohort) / name)
         series = load_dwi(paths)
         mask = series_mask(series)
-        b0 = mean_b0(series)
+        reciprocal = b0_reciprocal(mean_b0(series), mask)
         if need_t1 and paths.t1 is None:
             raise InputError(f"subject {name} has no T1w, but a method under evaluation needs one")
         t1 = t1_on_dwi_grid(paths.t1, series, mask) if need_t1 else None
@@ -123,7 +123,7 @@ def paper_protocol(
         volumes = rng.choice(shell_indices(series.gtab), size=len(origins))
         for origin, volume in zip(origins, volumes, strict=True):
             box = tuple(slice(int(o), int(o) + PATCH) for o in origin)
-            patch = normalise_by_b0(series.data[..., volume], b0, mask)[box].astype(np.float64)
+            patch = (series.data[(*box, volume)] * reciprocal[box]).astype(np.float64)
             for s in scales:
                 n = hr_size(s)
                 hr = central_crop(patch, n)

@@ -60,29 +60,33 @@ def mean_b0(series: DWISeries) -> np.ndarray:
     return series.data[..., b0_indices(series.gtab)].mean(axis=-1)
 
 
-def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Divide DWIs by the mean b0 inside the brain, as the paper does (S / S0).
+def b0_reciprocal(b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``1 / S0`` inside the brain, 0 elsewhere: the factor that turns a DWI into S/S0.
 
     Parameters
     ----------
-    data : ndarray, shape (X, Y, Z) or (X, Y, Z, V)
     b0 : ndarray, shape (X, Y, Z), the mean b0
     mask : bool ndarray, shape (X, Y, Z), the brain mask
 
     Returns
     -------
-    ndarray, float32, same shape as ``data``. 0 outside the mask, where S/S0 is the ratio of two
-    noise samples and means nothing, and where the mean b0 is below ``B0_FLOOR`` × the brain's
-    99th percentile.
+    ndarray, shape (X, Y, Z), float32. 0 outside the mask, where S/S0 is the ratio of two noise
+    samples and means nothing, and where the mean b0 is below ``B0_FLOOR`` × the brain's 99th
+    percentile. Compute it once per subject and multiply each volume by it.
     """
     inside = b0[mask]
-    if inside.size == 0 or np.percentile(inside, 99) <= 0:
+    top = np.percentile(inside, 99) if inside.size else 0.0
+    if top <= 0:
         raise InputError("the mean b0 is zero inside the brain mask; cannot normalise by it")
-    valid = mask & (b0 > B0_FLOOR * np.percentile(inside, 99))
-    safe = np.where(valid, b0, 1.0)
-    if data.ndim == 4:
-        valid, safe = valid[..., None], safe[..., None]
-    return np.where(valid, data / safe, 0.0).astype(np.float32)
+    valid = mask & (b0 > B0_FLOOR * top)
+    return np.where(valid, 1.0 / np.where(valid, b0, 1.0), 0.0).astype(np.float32)
+
+
+def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Divide DWIs (X, Y, Z) or (X, Y, Z, V) by the mean b0 inside the brain, as the paper does
+    (S / S0); 0 where :func:`b0_reciprocal` is 0. Returns float32 of ``data``'s shape."""
+    reciprocal = b0_reciprocal(b0, mask)
+    return (data * (reciprocal[..., None] if data.ndim == 4 else reciprocal)).astype(np.float32)
 
 
 def brain_mask(b0: np.ndarray) -> np.ndarray:
