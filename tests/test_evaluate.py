@@ -49,6 +49,25 @@ def test_patch_protocol_geometry():
     assert degrade(hr).shape == (10, 10, 10)
 
 
+@pytest.mark.parametrize("n", [20, 24, 30])
+def test_kspace_degradation_samples_band_limited_signals_at_lr_voxel_centres(n):
+    def field(x, y, z):  # frequencies below the LR Nyquist limit, over the patch's field of view
+        return 1 + 0.3 * np.cos(2 * np.pi * 2 * (x + 0.5) / n) * np.sin(2 * np.pi * 3 * (z + 0.5) / n + 1)
+
+    hr = field(*np.meshgrid(*[np.arange(n)] * 3, indexing="ij")).astype(np.float32)
+    centres = (np.arange(10) + 0.5) * n / 10 - 0.5  # LR voxel centres in HR voxel units
+    expected = field(*np.meshgrid(centres, centres, centres, indexing="ij"))
+    lr = degrade(hr, 10, "kspace")
+    assert lr.dtype == np.float32
+    np.testing.assert_allclose(lr, expected, atol=1e-5)
+    # A sharp edge rings (Gibbs) after truncation, unlike the smooth tricubic degradation.
+    edge = np.zeros((n, n, n), np.float32)
+    edge[: n // 2 + 1] = 1.0
+    assert degrade(edge, 10, "kspace").min() < -0.05 < degrade(edge, 10).min()
+    with pytest.raises(ValueError, match="degradation must be one of"):
+        degrade(hr, 10, "gaussian")
+
+
 def test_protocol_is_deterministic_and_ranks_methods(small_cohort):
     tricubic = evaluate.resolve_method("tricubic")
     nearest = evaluate.Method(lambda lr, t1, shape: resample(lr, shape, order=0))

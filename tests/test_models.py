@@ -9,8 +9,11 @@ from conftest import TINY_INR
 from csrdmri.errors import InputError
 from csrdmri.losses import FFT_WEIGHT, csr_loss, fft_l1
 from csrdmri.models import build_model
+from csrdmri.models.fixed_head import pixel_shuffle_3d
 from csrdmri.models.inr import INR, ImplicitMLP
 from csrdmri.resample import resample_torch
+
+FIXED_SIZES = {k: v for k, v in TINY_INR.items() if k not in ("width", "depth")}
 
 
 @pytest.mark.parametrize("shape", [(20, 20, 20), (24, 24, 24), (40, 40, 40), (20, 20, 10), (13, 17, 11)])
@@ -76,3 +79,29 @@ def test_registry_errors():
         build_model({"architecture": "transformer"})
     with pytest.raises(InputError, match="bad configuration"):
         build_model({"architecture": "inr", "colour": "red"})
+
+
+def test_pixel_shuffle_puts_each_channel_at_its_sub_voxel():
+    r = 2
+    x = torch.zeros(1, r**3, 3, 4, 5)
+    for a in range(r):
+        for b in range(r):
+            for d in range(r):
+                x[0, (a * r + b) * r + d] = 100 * a + 10 * b + d
+    x += torch.arange(3).reshape(3, 1, 1) * 1000  # LR voxel index along the first axis
+    y = pixel_shuffle_3d(x, r)
+    assert y.shape == (1, 1, 6, 8, 10)
+    assert y[0, 0, 3, 2, 5].item() == 1000 * 1 + 100 * 1 + 10 * 0 + 1
+
+
+@pytest.mark.parametrize("shape", [(30, 30, 30), (20, 20, 20), (24, 24, 10)])
+def test_fixed_head_model_reaches_any_grid(shape):
+    model = build_model({"architecture": "rdn-fixed", **FIXED_SIZES, "scale": 3})
+    lr, t1 = torch.rand(2, 1, 10, 10, 10), torch.rand(2, 1, 10, 10, 10)
+    out = model(lr, t1, shape)
+    assert out.shape == (2, 1, *shape) and torch.isfinite(out).all()
+    residual = build_model({"architecture": "rdn-fixed", **FIXED_SIZES, "use_t1": False, "residual": True})
+    # Zero head: tricubic to 3x, then tricubic to the target grid.
+    expected = resample_torch(resample_torch(lr, (30, 30, 30)), shape)
+    torch.testing.assert_close(residual(lr, None, shape), expected)
+    assert build_model("rdn-fixed-t1").uses_t1 and not build_model("rdn-fixed").uses_t1

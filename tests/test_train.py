@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
+from dataclasses import asdict, replace
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_INR
@@ -13,9 +18,11 @@ from typer.testing import CliRunner
 
 from csrdmri.checkpoint import load_model, read_meta, save_checkpoint
 from csrdmri.cli import app
+from csrdmri.data import prepare_subject, sample_batch
 from csrdmri.errors import InputError
+from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
-from csrdmri.train import TrainConfig, train
+from csrdmri.train import Objective, TrainConfig, train
 
 TINY_RUN = TrainConfig(
     model_overrides={**TINY_INR, "coord": "local", "residual": True},
@@ -112,3 +119,44 @@ def test_shipped_weights_load_and_have_a_model_card():
         t1 = torch.rand(1, 1, 8, 8, 8) if model.uses_t1 else None
         assert model(lr, t1, (19, 19, 19)).shape == (1, 1, 19, 19, 19)
         assert resolve_method(name).uses_t1 == model.uses_t1
+
+
+def test_two_process_gloo_run_equals_one_process(small_cohort, tmp_path):
+    """``torchrun --nproc_per_node=2`` on CPU: each process takes half of the same batch, so the
+    DistributedDataParallel run ends with the weights of the one-process run."""
+    config = replace(TINY_RUN, batch_size=4, epochs=2)
+    options = tmp_path / "tiny.json"
+    options.write_text(json.dumps(asdict(config)))
+    train(config, small_cohort, tmp_path / "single")  # prepares the cohort's default cache
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "csrdmri", "train", "--data", str(small_cohort), "--out", str(tmp_path / "ddp")]
+    command += ["--config", str(options), "--device", "cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished") == 1  # only process 0 reports
+    single = _model_tensors(tmp_path / "single" / "last.safetensors")
+    ddp = _model_tensors(tmp_path / "ddp" / "last.safetensors")
+    for key, value in single.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-6, msg=key)
+    logged = [line.split(",")[2] for line in (tmp_path / "ddp" / "log.csv").read_text().splitlines()[1:]]
+    expected = [line.split(",")[2] for line in (tmp_path / "single" / "log.csv").read_text().splitlines()[1:]]
+    assert [float(v) for v in logged] == pytest.approx([float(v) for v in expected], rel=1e-5)
+
+
+def test_bf16_autocast_step_matches_fp32(small_cohort, tmp_path):
+    subjects = [prepare_subject(find_dataset(small_cohort / "phantom000"), tmp_path / "cache", "s")]
+    batch = sample_batch(subjects, 3, np.random.default_rng(0), lr_size=8)
+    torch.manual_seed(0)
+    objective = Objective(build_model({"architecture": "inr", **TINY_INR}), 0.01)
+    full = objective(batch.lr, batch.t1, batch.hr)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = objective(batch.lr, batch.t1, batch.hr)
+    assert half.dtype == torch.float32  # the loss (and its FFT) is computed in float32
+    assert half.item() == pytest.approx(full.item(), rel=0.05)
+    half.backward()
+    assert all(torch.isfinite(p.grad).all() for p in objective.parameters())
+    with pytest.raises(InputError, match="precision must be one of"):
+        TrainConfig.from_dict({"precision": "fp16"})
+    with pytest.raises(InputError, match="degradation must be one of"):
+        TrainConfig.from_dict({"degradation": "gaussian"})

@@ -102,23 +102,34 @@ def sample_batch(
     scale_range: tuple[float, float] = (2.0, 3.0),
     lr_size: int = LR_SIZE,
     use_t1: bool = True,
+    degradation: str = "tricubic",
+    part: slice = slice(None),
 ) -> Batch:
     """The paper's pairs: a random subject, 40³ patch and b≈1000 volume per sample; HR = the
-    central round(L·s)³ crop; LR (and T1w) = its tricubic downsampling to L³."""
-    lrs, t1s, hrs = [], [], []
+    central round(L·s)³ crop; LR (and T1w) = its downsampling to L³ (see
+    :func:`csrdmri.patches.degrade`). The T1w is always downsampled tricubically: at inference
+    it is resampled onto the DWI grid in the image domain, whatever the DWI's acquisition.
+
+    All ``batch_size`` samples are drawn, but only those in ``part`` are read: the processes of
+    a distributed run each take their share of the same batch.
+    """
+    draws = []
     for _ in range(batch_size):
         subject = subjects[rng.integers(len(subjects))]
         corner = subject.origins[rng.integers(len(subject.origins))]
-        box = tuple(slice(int(c), int(c) + PATCH) for c in corner)
         n = min(draw_scale(rng, scale_range, lr_size), PATCH)
-        volume = int(rng.integers(subject.dwi.shape[0]))
+        draws.append((subject, corner, n, int(rng.integers(subject.dwi.shape[0]))))
+    lrs, t1s, hrs = [], [], []
+    for subject, corner, n, volume in draws[part]:
+        box = tuple(slice(int(c), int(c) + PATCH) for c in corner)
         hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
-        lrs.append(degrade(hr, lr_size))
+        lrs.append(degrade(hr, lr_size, degradation))
         hrs.append(torch.from_numpy(hr))
         if use_t1:
             if subject.t1 is None:
                 raise InputError(f"subject {subject.name} has no T1w, but the model needs one")
-            t1s.append(degrade(central_crop(np.asarray(subject.t1[box], dtype=np.float32), n), lr_size))
+            t1 = central_crop(np.asarray(subject.t1[box], dtype=np.float32), n)
+            t1s.append(degrade(t1, lr_size))
     lr = torch.from_numpy(np.stack(lrs))[:, None]
     t1 = torch.from_numpy(np.stack(t1s))[:, None] if use_t1 else None
     return Batch(lr, t1, hrs)

@@ -2,6 +2,10 @@
 
 A run directory holds ``config.json``, ``last.safetensors`` (every epoch), ``best.safetensors``
 (best validation PSNR), ``log.csv`` (one row per step) and ``loss.png``.
+
+Under ``torchrun --nproc_per_node=K`` the same loop runs data-parallel (DistributedDataParallel,
+NCCL on GPUs, gloo on CPU): every process draws the same global batch and takes its share, so a
+K-process step equals a one-process step of the same batch; process 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from matplotlib.figure import Figure
 from tqdm import tqdm
@@ -27,10 +33,14 @@ from csrdmri.layout import find_dataset
 from csrdmri.losses import FFT_WEIGHT, csr_loss
 from csrdmri.metrics import psnr
 from csrdmri.models import build_model, model_config
+from csrdmri.patches import DEGRADATIONS
 from csrdmri.resample import resample
 
 #: Sizes that make an INR model train on 2 CPU cores (the paper's are 128/64/64/8/3/256).
 CPU_INR = {"latent": 64, "g0": 32, "growth": 32, "blocks": 4, "layers": 3, "width": 128}
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class TrainConfig:
     val_patches: int = 32  # fixed validation pairs per scale
     val_scales: tuple[float, ...] = (2.0, 3.0)
     seed: int = 0
+    degradation: str = "tricubic"  # or "kspace" (see csrdmri.patches.degrade); the paper's: tricubic
+    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU
 
     def model_config(self) -> dict:
         config = model_config(self.model)
@@ -74,7 +86,14 @@ class TrainConfig:
             if type(value) is not type(default):
                 raise InputError(f"training option {key} must be {type(default).__name__}, got {value!r}")
             checked[key] = value
-        return cls(**checked)
+        config = cls(**checked)
+        if config.degradation not in DEGRADATIONS:
+            raise InputError(
+                f"degradation must be one of {', '.join(DEGRADATIONS)}, got {config.degradation!r}"
+            )
+        if config.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+        return config
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -108,19 +127,35 @@ def predict(
     ]
 
 
-def batch_loss(model: nn.Module, batch: Batch, fft_weight: float) -> torch.Tensor:
-    preds = predict(model, batch.lr, batch.t1, [hr.shape[0] for hr in batch.hr])
-    return torch.stack([csr_loss(p, hr, fft_weight) for p, hr in zip(preds, batch.hr, strict=True)]).mean()
+class Objective(nn.Module):
+    """Sum of the per-sample losses of a batch (B, 1, L, L, L) against its HR targets.
+
+    A module, so that DistributedDataParallel can wrap the whole forward pass (INR models encode
+    once and decode per sample). Predictions are cast to float32 before the loss, so the FFT
+    term is never computed in bf16.
+    """
+
+    def __init__(self, model: nn.Module, fft_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.fft_weight = fft_weight
+
+    def forward(self, lr: torch.Tensor, t1: torch.Tensor | None, hr: list[torch.Tensor]) -> torch.Tensor:
+        preds = predict(self.model, lr, t1, [h.shape[0] for h in hr])
+        return torch.stack(
+            [csr_loss(p.float(), h, self.fft_weight) for p, h in zip(preds, hr, strict=True)]
+        ).sum()
 
 
 @torch.no_grad()
-def validate(model: nn.Module, pairs: dict[float, Batch]) -> dict[str, float]:
-    """Mean PSNR of the model and of tricubic on fixed validation pairs, per scale."""
+def validate(model: nn.Module, pairs: dict[float, Batch], device: torch.device) -> dict[str, float]:
+    """Mean PSNR of the model (in float32) and of tricubic on fixed validation pairs, per scale."""
     model.eval()
     scores = {}
     for scale, batch in pairs.items():
-        preds = predict(model, batch.lr, batch.t1, [hr.shape[0] for hr in batch.hr])
-        ours = [psnr(hr.numpy(), p.numpy()) for p, hr in zip(preds, batch.hr, strict=True)]
+        t1 = None if batch.t1 is None else batch.t1.to(device)
+        preds = predict(model, batch.lr.to(device), t1, [hr.shape[0] for hr in batch.hr])
+        ours = [psnr(hr.numpy(), p.float().cpu().numpy()) for p, hr in zip(preds, batch.hr, strict=True)]
         base = [
             psnr(hr.numpy(), resample(lr[0].numpy(), hr.shape))
             for lr, hr in zip(batch.lr, batch.hr, strict=True)
@@ -165,6 +200,26 @@ def _plot_losses(log: Path, out: Path) -> None:
         fig.savefig(tmp, dpi=100)
 
 
+def _process_group() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group) under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, False
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, started
+
+
+def _device(device: str | None) -> torch.device:
+    """``device`` if given, else this process's GPU (``LOCAL_RANK``) when CUDA is available."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def train(
     config: TrainConfig,
     data: Path,
@@ -172,11 +227,13 @@ def train(
     resume: bool = False,
     cache: Path | None = None,
     epochs: int | None = None,
+    device: str | None = None,
 ) -> dict:
-    """Train (or resume) a run; returns the last validation scores.
+    """Train (or resume) a run; returns the last validation scores (process 0; ``{}`` elsewhere).
 
     On ``resume`` the run's own configuration is used (``config`` is ignored) except that
-    ``epochs``, if given, extends or shortens it.
+    ``epochs``, if given, extends or shortens it. ``device`` defaults to the GPU when there is
+    one.
     """
     out = Path(out)
     last = out / "last.safetensors"
@@ -188,14 +245,42 @@ def train(
         raise InputError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if epochs is not None:
         config = replace(config, epochs=epochs)
-    out.mkdir(parents=True, exist_ok=True)
+    rank, world, started = _process_group()
+    if config.batch_size % world:
+        raise InputError(f"batch size {config.batch_size} cannot be split evenly over {world} processes")
+    try:
+        return _train(config, Path(data), out, resume, cache, _device(device), rank, world)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    resume: bool,
+    cache: Path | None,
+    device: torch.device,
+    rank: int,
+    world: int,
+) -> dict:
+    last = out / "last.safetensors"
+    lead = rank == 0
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    cache = cache or Path(data) / ".csrdmri-cache"
+    cache = cache or data / ".csrdmri-cache"
+    if not lead:
+        dist.barrier()  # process 0 prepares the caches first
     train_subjects = _subjects(data, "train", cache)
     val_subjects = _subjects(data, "validation", cache) or train_subjects[-1:]
+    if lead and world > 1:
+        dist.barrier()
     if not train_subjects:
         raise InputError(f"no training subjects found in {data}")
     model, meta = load_model(last) if resume else (build_model(config.model_config()), {})
+    model.to(device)
     use_t1 = bool(getattr(model, "uses_t1", False))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_epochs, gamma=0.5)
@@ -204,53 +289,104 @@ def train(
         load_training_state(last, optimizer)  # restores the learning rate reached, too
         start_epoch, best = meta["epoch"] + 1, meta["best"]
         scheduler.last_epoch = start_epoch
-    val_rng = np.random.default_rng([config.seed, 2**31])
-    pairs = {
-        s: sample_batch(val_subjects, config.val_patches, val_rng, (s, s), config.lr_size, use_t1)
-        for s in config.val_scales
-    }
-    with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(
-            json.dumps({"training": asdict(config), "model": config.model_config()}, indent=2) + "\n"
-        )
+    objective: nn.Module = Objective(model, config.fft_weight)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    share = config.batch_size // world
+    part = slice(rank * share, (rank + 1) * share)
+    pairs: dict[float, Batch] = {}
+    if lead:
+        val_rng = np.random.default_rng([config.seed, 2**31])
+        pairs = {
+            s: sample_batch(
+                val_subjects, config.val_patches, val_rng, (s, s), config.lr_size, use_t1, config.degradation
+            )
+            for s in config.val_scales
+        }
+        with atomic_path(out / "config.json") as tmp:
+            tmp.write_text(
+                json.dumps({"training": asdict(config), "model": config.model_config()}, indent=2) + "\n"
+            )
     steps_per_epoch = math.ceil(config.patches_per_subject * len(train_subjects) / config.batch_size)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or not resume
     scores: dict[str, float] = {}
-    with open(log_path, "w" if new_log else "a", newline="") as log_file:
-        log = csv.writer(log_file)
-        if new_log:
+    log_file = open(log_path, "w" if new_log else "a", newline="") if lead else None
+    try:
+        log = csv.writer(log_file) if log_file else None
+        if log and new_log:
             log.writerow(["epoch", "step", "loss", "lr", "seconds"])
         for epoch in range(start_epoch, config.epochs):
             bar = tqdm(
-                range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=None, leave=False
+                range(steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=None if lead else True,
+                leave=False,
             )
             for i in bar:
                 step = epoch * steps_per_epoch + i
                 start = time.perf_counter()
                 rng = np.random.default_rng([config.seed, step])
                 batch = sample_batch(
-                    train_subjects, config.batch_size, rng, config.scale_range, config.lr_size, use_t1
+                    train_subjects,
+                    config.batch_size,
+                    rng,
+                    config.scale_range,
+                    config.lr_size,
+                    use_t1,
+                    config.degradation,
+                    part,
                 )
-                loss = batch_loss(model, batch, config.fft_weight)
+                t1 = None if batch.t1 is None else batch.t1.to(device)
+                hr = [h.to(device) for h in batch.hr]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    # DDP averages the gradients over processes: scaling each process's sum by
+                    # world / B makes that the mean over the global batch.
+                    loss = objective(batch.lr.to(device), t1, hr) * (world / config.batch_size)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                reported = loss.detach()
+                if world > 1:
+                    dist.all_reduce(reported)
+                    reported /= world
                 seconds = time.perf_counter() - start
-                log.writerow(
-                    [epoch, step, f"{loss.item():.6g}", f"{scheduler.get_last_lr()[0]:.3g}", f"{seconds:.3f}"]
+                if log:
+                    log.writerow(
+                        [
+                            epoch,
+                            step,
+                            f"{reported.item():.6g}",
+                            f"{scheduler.get_last_lr()[0]:.3g}",
+                            f"{seconds:.3f}",
+                        ]
+                    )
+                bar.set_postfix(
+                    loss=f"{reported.item():.4f}", samples_per_s=f"{config.batch_size / seconds:.1f}"
                 )
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{config.batch_size / seconds:.1f}")
-            log_file.flush()
             scheduler.step()
-            meta = {"model": config.model_config(), "training": asdict(config), "epoch": epoch, "best": best}
-            if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
-                scores = validate(model, pairs)
-                score = float(np.mean([v for k, v in scores.items() if k.startswith("psnr_")]))
-                tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-                if score > best:
-                    best = meta["best"] = score
-                    save_checkpoint(out / "best.safetensors", model, {**meta, "validation": scores})
-                _plot_losses(log_path, out / "loss.png")
-            save_checkpoint(last, model, meta, optimizer)
+            if lead:
+                log_file.flush()
+                meta = {
+                    "model": config.model_config(),
+                    "training": asdict(config),
+                    "epoch": epoch,
+                    "best": best,
+                }
+                if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+                    scores = validate(model, pairs, device)
+                    score = float(np.mean([v for k, v in scores.items() if k.startswith("psnr_")]))
+                    tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                    if score > best:
+                        best = meta["best"] = score
+                        save_checkpoint(out / "best.safetensors", model, {**meta, "validation": scores})
+                    _plot_losses(log_path, out / "loss.png")
+                save_checkpoint(last, model, meta, optimizer)
+            if world > 1:
+                dist.barrier()  # the others wait while process 0 validates and writes
+    finally:
+        if log_file:
+            log_file.close()
     return scores

@@ -38,6 +38,8 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 NAMED: dict[str, dict] = {
     "csr-dmri": {"architecture": "inr", "use_t1": True},
     "arssr": {"architecture": "inr", "use_t1": False},
+    "rdn-fixed-t1": {"architecture": "rdn-fixed", "use_t1": True},  # Table 2: M2 (INR off, T1w)
+    "rdn-fixed": {"architecture": "rdn-fixed", "use_t1": False},  # Table 2: the baseline (INR off)
     "tricubic": {"architecture": "tricubic"},
     "dcsrn": {"architecture": "dcsrn", "scale": 2.0},
     "rescnn3d": {"architecture": "rescnn3d", "scale": 3.0},
@@ -68,4 +70,4 @@ def build_model(name_or_config: str | dict) -> nn.Module:
 
 def _import_all() -> None:
     """Import the model modules so that their ``@register`` decorators run."""
-    from csrdmri.models import dcsrn, inr, rescnn3d, tricubic  # noqa: F401
+    from csrdmri.models import dcsrn, fixed_head, inr, rescnn3d, tricubic  # noqa: F401

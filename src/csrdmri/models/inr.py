@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from csrdmri.grid import dst_grid_normalized, grid_sample_order, unnormalized
 from csrdmri.models import register
-from csrdmri.models.rdn import RDN
+from csrdmri.models.rdn import RDN, encoder_input
 from csrdmri.resample import resample_torch
 
 COORDS = ("global", "local")
@@ -101,11 +101,7 @@ class INR(nn.Module):
 
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None) -> torch.Tensor:
         """Latent map (B, latent, X, Y, Z) of LR patches (B, 1, X, Y, Z) [+ T1w]."""
-        if self.uses_t1:
-            if t1 is None:
-                raise ValueError("this model uses a T1w, but none was given")
-            lr = torch.cat([lr, t1], dim=1)
-        return self.encoder(lr)
+        return self.encoder(encoder_input(lr, t1, self.uses_t1))
 
     def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """Intensities (B, N) at normalised coordinates ``coords`` (B, N, 3), (x, y, z) order."""

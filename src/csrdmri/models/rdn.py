@@ -12,6 +12,15 @@ import torch
 import torch.nn as nn
 
 
+def encoder_input(lr: torch.Tensor, t1: torch.Tensor | None, uses_t1: bool) -> torch.Tensor:
+    """The encoder's input: ``lr`` (B, 1, X, Y, Z), with the T1w as a 2nd channel if ``uses_t1``."""
+    if not uses_t1:
+        return lr
+    if t1 is None:
+        raise ValueError("this model uses a T1w, but none was given")
+    return torch.cat([lr, t1], dim=1)
+
+
 def conv3(cin: int, cout: int) -> nn.Conv3d:
     return nn.Conv3d(cin, cout, 3, padding=1)
 
