@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_INR
+from conftest import SMALL_PHANTOM, TINY_INR
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -160,3 +160,40 @@ def test_bf16_autocast_step_matches_fp32(small_cohort, tmp_path):
         TrainConfig.from_dict({"precision": "fp16"})
     with pytest.raises(InputError, match="degradation must be one of"):
         TrainConfig.from_dict({"degradation": "gaussian"})
+
+
+@pytest.fixture(scope="module")
+def clean_cohort(tmp_path_factory):
+    """Three 2.5 mm phantom subjects at SNR 80 (two to train on, one held out for testing)."""
+    from csrdmri.phantom import generate_cohort
+
+    out = tmp_path_factory.mktemp("clean")
+    generate_cohort(out, 3, seed=7, params=replace(SMALL_PHANTOM, snr=80.0))
+    return out
+
+
+def test_a_briefly_trained_csr_dmri_beats_tricubic_on_held_out_patches(clean_cohort, tmp_path):
+    """160 steps of a small residual CSR-dMRI (about 1.5 minutes on 2 cores), then the paper's
+    protocol on the held-out subject. Measured margin (dev machine): +0.038 dB at 2x, +0.030 dB
+    at 3x; asserted: better than tricubic on average, by at least 0.01 dB."""
+    from csrdmri.evaluate import paper_protocol, resolve_method
+
+    small = {"latent": 32, "g0": 16, "growth": 16, "blocks": 2, "layers": 2, "width": 32}
+    config = TrainConfig(
+        model_overrides={**small, "coord": "local", "residual": True},
+        lr=1e-3,
+        epochs=40,
+        batch_size=4,
+        patches_per_subject=8,
+        lr_size=8,
+        val_every=40,
+        val_patches=4,
+    )
+    split = json.loads((clean_cohort / "cohort.json").read_text())["split"]
+    assert split["test"] == ["phantom001"] and "phantom001" not in split["train"]
+    train(config, clean_cohort, tmp_path / "run", cache=tmp_path / "cache")
+    methods = {"tricubic": resolve_method("tricubic"), "model": resolve_method(str(tmp_path / "run"))}
+    scores = paper_protocol(clean_cohort, methods, (2.0, 3.0), patches_per_subject=9)
+    for scale in (2.0, 3.0):
+        gain = np.subtract(scores["model"][scale].psnr, scores["tricubic"][scale].psnr)
+        assert gain.mean() > 0.01, f"{scale}x: {gain.mean():+.3f} dB over tricubic"

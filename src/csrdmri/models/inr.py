@@ -45,6 +45,11 @@ class ImplicitMLP(nn.Module):
         sizes_in = [s + (in_features if i == skip_at else 0) for i, s in enumerate(sizes[:-1])]
         self.hidden = nn.ModuleList(nn.Linear(a, width) for a in sizes_in)
         self.head = nn.Linear(width, 1)
+        # He initialisation: torch's default keeps 1/6 of the signal variance per ReLU layer, so
+        # 8 layers all but silence the features and training crawls (the paper does not say).
+        for layer in self.hidden:
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
