@@ -88,3 +88,22 @@ def real_scan(name: str) -> Path:
     if not (folder / "dwi.nii.gz").exists():
         pytest.skip(f"shared real scan {name} not available")
     return folder
+
+
+def run(*args):
+    """Invoke the ``csrdmri`` command line in-process (arguments converted to strings)."""
+    from typer.testing import CliRunner
+
+    from csrdmri.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("csrdmri: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -12,29 +12,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import gradients, oblique_affine, real_scan, write_dwi
+from conftest import assert_user_error, gradients, oblique_affine, real_scan, run, write_dwi
 from dipy.io import read_bvals_bvecs
 from scipy import ndimage
-from typer.testing import CliRunner
 
-from csrdmri.cli import app
 from csrdmri.grid import resampled_affine
 
-runner = CliRunner()
 
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit status 2, one line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("csrdmri: error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+def tricubic(path, *args):
+    """``csrdmri upsample PATH --model tricubic ARGS``."""
+    return run("upsample", path, "--model", "tricubic", *args)
 
 
 @pytest.mark.parametrize("name", ["philips-ingenia-2mm", "philips-achieva-32dir"])
@@ -65,7 +52,7 @@ def test_info_on_real_scans_matches_nibabel(name):
 
 def test_upsample_geometry_values_and_sidecars(small_dwi, tmp_path):
     out = tmp_path / "out" / "sr.nii.gz"
-    result = run("upsample", small_dwi, "--scale", "2", "--out", out)
+    result = tricubic(small_dwi, "--scale", "2", "--out", out)
     assert result.exit_code == 0, result.output
     src, dst = nib.load(small_dwi), nib.load(out)
     assert dst.shape == (28, 24, 20, 7)
@@ -88,7 +75,7 @@ def test_a_tissue_boundary_stays_at_the_same_world_position(tmp_path):
     affine = oblique_affine()
     dwi = write_dwi(tmp_path, data, affine, *gradients(n_dirs=1))
     out = tmp_path / "sr.nii.gz"
-    assert run("upsample", dwi, "--scale", "2.4", "--out", out).exit_code == 0
+    assert tricubic(dwi, "--scale", "2.4", "--out", out).exit_code == 0
     hr = nib.load(out)
     profile = hr.get_fdata()[:, 14, 12, 0]
     k = int(np.flatnonzero(profile >= 500.0)[0])
@@ -100,21 +87,32 @@ def test_a_tissue_boundary_stays_at_the_same_world_position(tmp_path):
 
 
 def test_voxel_size_and_per_axis_scale(small_dwi, tmp_path):
-    result = run("upsample", small_dwi, "--voxel-size", "1.25", "--out", tmp_path / "iso.nii.gz")
+    result = run(
+        "upsample", small_dwi, "--model", "tricubic", "--voxel-size", "1.25", "--out", tmp_path / "iso.nii.gz"
+    )
     assert result.exit_code == 0, result.output
     iso = nib.load(tmp_path / "iso.nii.gz")
     assert iso.shape[:3] == (20, 17, 20)  # round(14 * 1.4), round(12 * 1.4), 10 * 2
     np.testing.assert_allclose(nib.affines.voxel_sizes(iso.affine), [1.225, 1.75 * 12 / 17, 1.25], rtol=1e-5)
-    assert run("upsample", small_dwi, "--scale", "2,2,1", "--out", tmp_path / "a.nii.gz").exit_code == 0
+    assert (
+        run(
+            "upsample", small_dwi, "--model", "tricubic", "--scale", "2,2,1", "--out", tmp_path / "a.nii.gz"
+        ).exit_code
+        == 0
+    )
     assert nib.load(tmp_path / "a.nii.gz").shape == (28, 24, 10, 7)
 
 
 def test_existing_output_needs_force(small_dwi, tmp_path):
     out = tmp_path / "sr.nii.gz"
     out.write_text("precious")
-    assert_user_error(run("upsample", small_dwi, "--scale", "2", "--out", out), "already exists", "--force")
+    assert_user_error(
+        tricubic(small_dwi, "--scale", "2", "--out", out),
+        "already exists",
+        "--force",
+    )
     assert out.read_text() == "precious"
-    assert run("upsample", small_dwi, "--scale", "2", "--out", out, "--force").exit_code == 0
+    assert tricubic(small_dwi, "--scale", "2", "--out", out, "--force").exit_code == 0
     assert nib.load(out).shape == (28, 24, 20, 7)
 
 
@@ -134,14 +132,14 @@ def test_existing_output_needs_force(small_dwi, tmp_path):
 )
 def test_bad_upsample_requests(small_dwi, tmp_path, args, fragment):
     out = tmp_path / "sr.nii.gz"
-    assert_user_error(run("upsample", small_dwi, *args, "--out", out), fragment)
+    assert_user_error(tricubic(small_dwi, *args, "--out", out), fragment)
     assert not out.exists()
 
 
 def test_missing_bval_from_the_command_line(small_dwi, tmp_path):
     small_dwi.with_name("dwi.bval").unlink()
     out = tmp_path / "sr.nii.gz"
-    assert_user_error(run("upsample", small_dwi, "--scale", "2", "--out", out), "dwi.bval", "--bval")
+    assert_user_error(tricubic(small_dwi, "--scale", "2", "--out", out), "dwi.bval", "--bval")
     assert_user_error(run("info", small_dwi), "b-value file not found")
     assert not out.exists()
 
@@ -164,6 +162,11 @@ def test_installed_console_script_reports_errors_without_traceback(tmp_path):
 
 def test_outputs_are_written_only_where_asked(small_dwi, tmp_path):
     out_dir = tmp_path / "results"
-    assert run("upsample", small_dwi, "--scale", "2", "--out", out_dir / "x.nii.gz").exit_code == 0
+    assert (
+        run(
+            "upsample", small_dwi, "--model", "tricubic", "--scale", "2", "--out", out_dir / "x.nii.gz"
+        ).exit_code
+        == 0
+    )
     assert sorted(p.name for p in out_dir.iterdir()) == ["x.bval", "x.bvec", "x.json", "x.nii.gz"]
     assert sorted(p.name for p in Path(small_dwi).parent.iterdir()) == ["dwi.bval", "dwi.bvec", "dwi.nii.gz"]

@@ -99,5 +99,5 @@ def test_evaluate_command(small_cohort, tmp_path):
     assert set(saved["results"]["tricubic"]) == {"2", "2.4"}
     bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--scales", "2"])
     assert bad.exit_code == 2 and "no cohort.json" in bad.stderr
-    with pytest.raises(InputError, match="unknown method"):
+    with pytest.raises(InputError, match="unknown model"):
         evaluate.resolve_method("magic")

@@ -19,6 +19,7 @@ from csrdmri import __version__
 from csrdmri.errors import InputError
 from csrdmri.io import atomic_path
 from csrdmri.models import build_model
+from csrdmri.weights import shipped
 
 FORMAT = "csrdmri-checkpoint-1"
 
@@ -90,3 +91,16 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> N
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
+
+
+def find_checkpoint(name: str | Path) -> Path:
+    """A shipped model's name, a ``.safetensors`` checkpoint, or a run folder (its best, else
+    its last checkpoint) -> the checkpoint's path."""
+    path = shipped().get(str(name), Path(name))
+    if path.is_dir():
+        candidates = [path / "best.safetensors", path / "last.safetensors"]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    if not path.exists():
+        names = ", ".join(["tricubic", *shipped()])
+        raise InputError(f"unknown model {str(name)!r}: not one of {names}, a checkpoint or a run folder")
+    return path

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from csrdmri.errors import InputError
+from csrdmri.weights import DEFAULT_MODEL
 
 app = typer.Typer(
     help="Continuous super-resolution of diffusion MRI guided by T1w anatomy (CSR-dMRI).",
@@ -107,33 +108,66 @@ def upsample(
         str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Model name; 'tricubic' is the interpolation baseline.")
-    ] = "tricubic",
+        str,
+        typer.Option(
+            help=f"'tricubic', a shipped model ({DEFAULT_MODEL}), a .safetensors checkpoint or a "
+            "training run folder."
+        ),
+    ] = DEFAULT_MODEL,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1-weighted image (any grid: resampled by the affines).")
+    ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Brain mask on the DWI grid; default: the dataset's, else median_otsu on the b0."),
+    ] = None,
     bval: BvalOpt = None,
     bvec: BvecOpt = None,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
+    ] = "fp32",
+    tile: Annotated[int, typer.Option(help="Encoder tile side in input voxels (memory vs. speed).")] = 64,
+    chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 65536,
+    margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
+    outside: Annotated[
+        str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
+    ] = "tricubic",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
-    """Upsample every volume of a DWI series to a new scale or voxel size (field of view kept)."""
+    """Super-resolve every volume of a DWI series to a new scale or voxel size (field of view kept).
+
+    PATH is a DWI NIfTI (with .bval/.bvec beside it or given), or a BIDS, HCP or FSL-style
+    subject folder. The default model is the CSR-dMRI weights shipped with the package, which
+    need the subject's T1w (--t1, or the one found in a BIDS/HCP folder).
+    """
     from csrdmri.grid import TargetGrid
-    from csrdmri.infer import check_output, upsample_series, write_result
+    from csrdmri.infer import Options, Upsampler, check_output, upsample_to_file
     from csrdmri.io import load_dwi
     from csrdmri.layout import find_dataset
+    from csrdmri.preprocess import series_mask, t1_on_dwi_grid
 
     scales, voxels = parse_triplet(scale, "--scale"), parse_triplet(voxel_size, "--voxel-size")
     if (scales is None) == (voxels is None):
         raise InputError("give exactly one of --scale or --voxel-size")
     if scales is not None and (min(scales) < 1 or max(scales) <= 1):
         raise InputError(f"--scale must be > 1 to upsample (per axis ≥ 1), got {scale}")
-    series = load_dwi(find_dataset(path, bval, bvec))
+    options = Options(device, precision, tile, chunk, margin, outside)
+    up = Upsampler.load(model)
+    paths = find_dataset(path, bval, bvec, t1, mask)
+    if up.uses_t1 and paths.t1 is None:
+        raise InputError(f"model {model} uses a T1w: give one with --t1 (or use --model tricubic)")
+    series = load_dwi(paths)
     grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
     if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
         raise InputError(f"--voxel-size {voxel_size} mm is larger than the input's voxels {series.zooms}")
     out = check_output(out, force)
-    data = upsample_series(series, grid, model)
-    write_result(out, data, grid, series, model)
+    brain = series_mask(series) if up.model is not None else None
+    t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
+    upsample_to_file(series, grid, up, out, brain, t1_lr, options)
     shape = " × ".join(map(str, grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in grid.zooms)
-    typer.echo(f"wrote {out}: {shape} × {data.shape[3]} volumes, voxel {zooms} mm")
+    typer.echo(f"wrote {out}: {shape} × {series.data.shape[3]} volumes, voxel {zooms} mm ({model})")
 
 
 @app.command()

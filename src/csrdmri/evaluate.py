@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csrdmri.checkpoint import load_model
+from csrdmri.checkpoint import find_checkpoint, load_model
 from csrdmri.errors import InputError
 from csrdmri.io import load_dwi
 from csrdmri.layout import find_dataset
@@ -25,7 +25,6 @@ from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
-from csrdmri.weights import shipped
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,7 @@ def resolve_method(name: str) -> Method:
     best, else its last checkpoint)."""
     if name == "tricubic":
         return Method(lambda lr, t1, shape: resample(lr, shape))
-    path = shipped().get(name, Path(name))
-    if path.is_dir():
-        candidates = [path / "best.safetensors", path / "last.safetensors"]
-        path = next((p for p in candidates if p.exists()), candidates[0])
-    if not path.exists():
-        names = ", ".join(["tricubic", *shipped()])
-        raise InputError(f"unknown method {name!r}: not one of {names}, a checkpoint or a run folder")
-    return model_method(load_model(path)[0])
+    return model_method(load_model(find_checkpoint(name))[0])
 
 
 @dataclass

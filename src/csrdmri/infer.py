@@ -1,40 +1,185 @@
-"""Whole-series upsampling onto a target grid, and writing the result with its metadata.
+"""Whole-series super-resolution onto a target grid, and writing the result with its metadata.
 
-Only the ``tricubic`` model exists so far; learned models plug in here.
+Per volume, in the input's intensity units:
+
+* **b0 volumes** are upsampled tricubically: the models are trained on b ≈ 1000 volumes divided
+  by the mean b0 (S/S0), and a b0 divided by the mean b0 carries no structure to learn from.
+* **diffusion-weighted volumes** are divided by the mean b0 inside the (dilated) brain mask, as
+  in training; the model predicts S/S0 on the HR grid, which is multiplied back by the mean b0
+  upsampled tricubically. The model is decoded only inside the mask; outside it the output is
+  the tricubic upsampling of the input (``outside="tricubic"``) or 0 (``outside="zero"``).
+
+Every output is clipped at 0 (magnitude data).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
+from scipy import ndimage
 from tqdm import tqdm
 
 from csrdmri import __version__
+from csrdmri.checkpoint import find_checkpoint, load_model
 from csrdmri.errors import InputError
 from csrdmri.grid import TargetGrid
 from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
 from csrdmri.layout import nifti_stem
+from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0
 from csrdmri.resample import resample
+from csrdmri.tiling import decode_volume
 
-MODELS = ("tricubic",)
+OUTSIDE = ("tricubic", "zero")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def upsample_series(series: DWISeries, grid: TargetGrid, model: str = "tricubic") -> np.ndarray:
-    """Every volume of ``series`` (b0s included) on ``grid``, in the input's intensity units.
+@dataclass
+class Upsampler:
+    """``tricubic`` (``model`` None) or a trained model with its checkpoint metadata."""
 
-    Returns
-    -------
-    ndarray, shape (*grid.shape, V), float32, clipped at 0 (magnitude data).
+    name: str
+    model: nn.Module | None = None
+    meta: dict = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+    @property
+    def uses_t1(self) -> bool:
+        return bool(getattr(self.model, "uses_t1", False))
+
+    @classmethod
+    def load(cls, name: str) -> Upsampler:
+        """``tricubic``, a shipped model's name, a checkpoint or a run folder."""
+        if name == "tricubic":
+            return cls(name)
+        path = find_checkpoint(name)
+        model, meta = load_model(path)
+        return cls(name, model.eval(), meta, path)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a model is run over a volume (see :func:`csrdmri.tiling.decode_volume`)."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    tile: int = 64  # LR voxels per tile side (local-coordinate INR models)
+    chunk: int = 65536  # queries decoded at once
+    margin: int = 2  # LR voxels by which the brain mask is dilated
+    outside: str = "tricubic"  # what the output holds outside the dilated mask
+
+    def __post_init__(self) -> None:
+        if self.outside not in OUTSIDE:
+            raise InputError(f"--outside must be one of {', '.join(OUTSIDE)}, got {self.outside!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.tile < 1 or self.chunk < 1 or self.margin < 0:
+            raise InputError("--tile and --chunk must be positive and --margin not negative")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise InputError(f"unknown device {self.device!r} (use cpu, cuda or cuda:N)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for, but no CUDA GPU is available")
+        if self.precision == "fp16" and device.type != "cuda":
+            raise InputError("--precision fp16 needs --device cuda (use bf16 or fp32 on the CPU)")
+
+
+def _apply_model(
+    up: Upsampler, x: np.ndarray, t1: np.ndarray | None, base: np.ndarray, where: np.ndarray, options: Options
+) -> None:
+    """Write the model's S/S0 prediction into ``base`` (the tricubic S/S0) where ``where``."""
+    model = up.model
+    if hasattr(model, "decode"):
+        if getattr(model, "coord", "local") == "global":
+            # Coordinates relative to the input patch: run it on patches of its training size.
+            size = int(up.meta.get("training", {}).get("lr_size", 10))
+            tile, halo = size, 0
+        else:
+            tile, halo = options.tile, None
+        decode_volume(model, x, t1, base, where, tile, halo, options.chunk, options.device, options.precision)
+        return
+    # Fixed-scale baselines run on the whole volume at once.
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+    with torch.no_grad():
+        pred = model.to(options.device)(
+            as_tensor(x).to(options.device),
+            None if t1 is None else as_tensor(t1).to(options.device),
+            base.shape,
+        )
+    base[where] = pred[0, 0].float().cpu().numpy()[where]
+
+
+def upsample_series(
+    series: DWISeries,
+    grid: TargetGrid,
+    up: Upsampler,
+    out: np.ndarray,
+    mask: np.ndarray | None = None,
+    t1: np.ndarray | None = None,
+    options: Options = Options(),
+) -> None:
+    """Super-resolve every volume of ``series`` onto ``grid`` into ``out``.
+
+    Parameters
+    ----------
+    out : ndarray, shape (*grid.shape, V), float32
+        Filled volume by volume (a memory map keeps memory bounded).
+    mask : ndarray, shape (X, Y, Z), bool
+        Brain mask on the DWI grid (needed by models, not by tricubic).
+    t1 : ndarray, shape (X, Y, Z), float32
+        Normalised T1w on the DWI grid, for models that use one.
     """
-    if model not in MODELS:
-        raise InputError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
-    out = np.empty((*grid.shape, series.data.shape[3]), dtype=np.float32)
-    for v in tqdm(range(series.data.shape[3]), desc="upsampling", unit="vol", disable=None):
-        out[..., v] = np.maximum(resample(series.data[..., v], grid.shape, order=3), 0.0)
-    return out
+    if up.uses_t1 and t1 is None:
+        raise InputError(f"model {up.name} uses a T1w: give one with --t1 (or use a model without T1w)")
+    b0s = set(b0_indices(series.gtab).tolist()) if up.model is not None else set()
+    if up.model is not None:
+        if mask is None:
+            raise ValueError("a brain mask is needed to run a model")
+        region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
+        s0 = mean_b0(series)
+        reciprocal = b0_reciprocal(s0, region)
+        s0_hr = np.maximum(resample(s0, grid.shape), 0.0)
+        # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
+        where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
+    for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
+        volume = series.data[..., v]
+        result = resample(volume, grid.shape)
+        if up.model is not None:
+            if v in b0s:
+                result = result if options.outside == "tricubic" else np.where(where, result, 0.0)
+            else:
+                x = volume * reciprocal
+                ratio = resample(x, grid.shape).astype(np.float32)
+                _apply_model(up, x, t1, ratio, where, options)
+                fallback = result if options.outside == "tricubic" else 0.0
+                result = np.where(where, ratio * s0_hr, fallback)
+        out[..., v] = np.maximum(result, 0.0)
+
+
+def upsample_to_file(
+    series: DWISeries,
+    grid: TargetGrid,
+    up: Upsampler,
+    out: Path,
+    mask: np.ndarray | None = None,
+    t1: np.ndarray | None = None,
+    options: Options = Options(),
+) -> None:
+    """:func:`upsample_series` into a temporary memory map beside ``out`` (memory stays bounded
+    by one volume whatever the series' length), then :func:`write_result`."""
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".csrdmri-") as tmp:
+        shape = (*grid.shape, series.data.shape[3])
+        data = np.lib.format.open_memmap(Path(tmp) / "out.npy", mode="w+", dtype=np.float32, shape=shape)
+        upsample_series(series, grid, up, data, mask, t1, options)
+        write_result(out, data, grid, series, up, options)
+        del data
 
 
 def output_paths(out: Path) -> list[Path]:
@@ -57,13 +202,20 @@ def check_output(out: str | Path, force: bool) -> Path:
     return out
 
 
-def write_result(out: Path, data: np.ndarray, grid: TargetGrid, series: DWISeries, model: str) -> None:
+def write_result(
+    out: Path,
+    data: np.ndarray,
+    grid: TargetGrid,
+    series: DWISeries,
+    up: Upsampler,
+    options: Options | None = None,
+) -> None:
     """Write image, unchanged b-table and a JSON sidecar (all atomically)."""
     save_nifti(out, data, grid.affine, template=series.header)
     save_gradients(out, series.gtab)
     sidecar = {
         "csrdmri_version": __version__,
-        "model": model,
+        "model": up.name,
         "input": str(series.paths.dwi),
         "input_shape": list(series.shape),
         "input_voxel_size_mm": [round(z, 6) for z in series.zooms],
@@ -72,5 +224,17 @@ def write_result(out: Path, data: np.ndarray, grid: TargetGrid, series: DWISerie
         "voxel_size_mm": [round(z, 6) for z in grid.zooms],
         "command": " ".join(sys.argv),
     }
+    if up.model is not None:
+        sidecar.update(
+            checkpoint=str(up.checkpoint),
+            model_config=up.meta.get("model"),
+            t1w=str(series.paths.t1) if up.uses_t1 else None,
+            b0_volumes="tricubic",
+            outside_mask=options.outside if options else "tricubic",
+            mask=str(series.paths.mask) if series.paths.mask else "median_otsu on the mean b0",
+            mask_margin_voxels=options.margin if options else None,
+            device=options.device if options else "cpu",
+            precision=options.precision if options else "fp32",
+        )
     with atomic_path(output_paths(out)[3]) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
+#: The model `csrdmri upsample` uses unless told otherwise.
+DEFAULT_MODEL = "csr-dmri-cpu"
 
 
 def shipped() -> dict[str, Path]:

@@ -1,0 +1,142 @@
+"""Whole-series super-resolution with a model: tiling, masks, units, b-tables, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_INR, assert_user_error, real_scan, run
+from dipy.io import read_bvals_bvecs
+
+from csrdmri.checkpoint import save_checkpoint
+from csrdmri.models import build_model
+from csrdmri.preprocess import brain_mask
+from csrdmri.resample import resample
+from csrdmri.tiling import decode_volume
+
+
+def tiny_model(coord: str = "local", residual: bool = True, use_t1: bool = True):
+    """A small INR with a non-zero output layer (so it differs from tricubic)."""
+    torch.manual_seed(0)
+    config = {"architecture": "inr", **TINY_INR, "coord": coord, "residual": residual, "use_t1": use_t1}
+    model = build_model(config)
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.05)
+    return model.eval(), config
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model, config = tiny_model()
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, model, {"model": config, "training": {"lr_size": 8}})
+    return path
+
+
+@pytest.mark.parametrize(("shape", "tile"), [((46, 45, 14), 6), ((31, 40, 14), 5), ((23, 19, 14), 64)])
+@pytest.mark.parametrize("residual", [True, False])
+def test_tiled_decoding_equals_the_untiled_model(shape, tile, residual):
+    model, _ = tiny_model(residual=residual)
+    rng = np.random.default_rng(0)
+    lr = rng.random((23, 19, 14)).astype(np.float32)
+    t1 = rng.random(lr.shape).astype(np.float32)
+    with torch.no_grad():
+        untiled = model(torch.from_numpy(lr)[None, None], torch.from_numpy(t1)[None, None], shape)[0, 0]
+    out = resample(lr, shape).astype(np.float32)
+    decode_volume(model, lr, t1, out, tile=tile, chunk=997)
+    np.testing.assert_allclose(out, untiled.numpy(), rtol=1e-5, atol=2e-6)
+    # Only the selected voxels are decoded; the others keep what ``out`` held.
+    where = np.zeros(shape, bool)
+    where[5:20, 10:30, 3:9] = True
+    partial = resample(lr, shape).astype(np.float32)
+    decode_volume(model, lr, t1, partial, where, tile=tile)
+    np.testing.assert_allclose(partial[where], untiled.numpy()[where], rtol=1e-5, atol=2e-6)
+    np.testing.assert_array_equal(partial[~where], resample(lr, shape).astype(np.float32)[~where])
+
+
+def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
+    subject = small_cohort / "phantom001"  # HCP layout: the T1w is found in the folder
+    out, base = tmp_path / "sr.nii.gz", tmp_path / "tricubic.nii.gz"
+    result = run("upsample", subject, "--scale", "1.5", "--model", checkpoint, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert run("upsample", subject, "--scale", "1.5", "--model", "tricubic", "--out", base).exit_code == 0
+    sr, tri = nib.load(out), nib.load(base)
+    assert sr.shape == tri.shape and sr.shape[3] == 14
+    np.testing.assert_allclose(sr.affine, tri.affine)
+    source = subject / "T1w" / "Diffusion"
+    bvals, bvecs = read_bvals_bvecs(str(source / "bvals"), str(source / "bvecs"))
+    out_bvals, out_bvecs = read_bvals_bvecs(str(tmp_path / "sr.bval"), str(tmp_path / "sr.bvec"))
+    np.testing.assert_allclose(out_bvals, bvals)
+    np.testing.assert_allclose(out_bvecs, bvecs, atol=1e-6)
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["model_config"]["residual"] is True and sidecar["b0_volumes"] == "tricubic"
+    assert sidecar["t1w"].endswith("T1w_acpc_dc_restore_1.25.nii.gz")
+    a, b = sr.get_fdata(dtype=np.float32), tri.get_fdata(dtype=np.float32)
+    b0 = bvals <= 50
+    np.testing.assert_allclose(a[..., b0], b[..., b0], rtol=1e-6)  # b0 volumes: tricubic
+    changed = np.abs(a[..., ~b0] - b[..., ~b0]).max(axis=-1) > 1e-3
+    assert 0.05 < changed.mean() < 0.6  # the model acts inside the brain only
+    corner = (slice(0, 5),) * 3  # outside the head: tricubic
+    np.testing.assert_allclose(a[corner], b[corner], rtol=1e-6)
+    # Tiling does not change the result; --outside zero zeroes what lies outside the mask.
+    tiled = tmp_path / "tiled.nii.gz"
+    args = ["--scale", "1.5", "--model", checkpoint, "--tile", "7", "--outside", "zero", "--out", tiled]
+    assert run("upsample", subject, *args).exit_code == 0
+    c = nib.load(tiled).get_fdata(dtype=np.float32)
+    inside = c[..., 0] > 0
+    np.testing.assert_allclose(c[inside], a[inside], rtol=1e-4, atol=1e-3)
+    assert not changed[~inside].any()
+
+
+def test_tricubic_upsample_preserves_units(small_cohort, tmp_path):
+    subject = small_cohort / "phantom000"
+    out = tmp_path / "sr.nii.gz"
+    assert run("upsample", subject, "--scale", "2", "--model", "tricubic", "--out", out).exit_code == 0
+    lr = nib.load(subject / "T1w" / "Diffusion" / "data.nii.gz").get_fdata(dtype=np.float32)
+    hr = nib.load(out).get_fdata(dtype=np.float32)
+    mask = brain_mask(lr[..., 0])
+    mask_hr = resample(mask.astype(np.float32), hr.shape[:3], order=0) > 0.5
+    for v in range(lr.shape[3]):
+        assert hr[..., v][mask_hr].mean() == pytest.approx(lr[..., v][mask].mean(), rel=0.01)
+
+
+def test_a_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
+    out = tmp_path / "sr.nii.gz"
+    result = run("upsample", small_dwi, "--scale", "2", "--model", checkpoint, "--out", out)
+    assert_user_error(result, "uses a T1w", "--t1")
+    assert_user_error(run("upsample", small_dwi, "--scale", "2", "--out", out), "csr-dmri-cpu uses a T1w")
+    bad = run(
+        "upsample", small_dwi, "--scale", "2", "--model", "tricubic", "--precision", "fp8", "--out", out
+    )
+    assert_user_error(bad, "--precision must be one of")
+    assert not out.exists()
+
+
+def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
+    """The Philips Ingenia pair (DWI 2 mm axial, T1w 1 mm sagittal), cropped around the brain
+    centre to keep the test short: the shipped CSR-dMRI at 2x puts the signal's centre of mass
+    at the same world position as the input's."""
+    folder = real_scan("philips-ingenia-2mm")
+    img = nib.load(folder / "dwi.nii.gz")
+    crop = img.slicer[40:80, 40:80, 30:54]  # nibabel shifts the affine with the crop
+    dwi = tmp_path / "crop" / "dwi.nii.gz"
+    dwi.parent.mkdir()
+    nib.save(crop, dwi)
+    for suffix in (".bval", ".bvec"):
+        (dwi.parent / f"dwi{suffix}").write_bytes((folder / f"dwi{suffix}").read_bytes())
+    out = tmp_path / "sr.nii.gz"
+    result = run("upsample", dwi, "--scale", "2", "--t1", folder / "t1w.nii.gz", "--out", out)
+    assert result.exit_code == 0, result.output
+    sr = nib.load(out)
+    assert sr.shape == (80, 80, 48, 17)
+
+    def centre_of_mass(image, volume):
+        data = image.get_fdata(dtype=np.float32)[..., volume]
+        index = np.stack(np.meshgrid(*map(np.arange, data.shape), indexing="ij"), -1)
+        return nib.affines.apply_affine(image.affine, (index * data[..., None]).sum((0, 1, 2)) / data.sum())
+
+    for volume in (0, 5):  # a b0 (tricubic) and a DWI (the model)
+        shift = np.linalg.norm(centre_of_mass(sr, volume) - centre_of_mass(crop, volume))
+        assert shift < 0.1, f"volume {volume}: centre of mass moved by {shift:.3f} mm"
