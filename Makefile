@@ -9,17 +9,19 @@ REAL ?= ../shared/data/real/philips-ingenia-2mm
 setup:
 	@VENV=$(VENV) scripts/setup.sh
 
-# The embedded default data: a small phantom cohort (3 HCP-like subjects, ~1 min), its
-# overview figure and the paper-protocol evaluation; then a real scan upsampled 2x.
+# A phantom block degraded 2x and super-resolved by tricubic and the shipped CSR-dMRI (NIfTIs,
+# metrics.md, comparison.png); a small phantom cohort (3 HCP-like subjects), its overview figure
+# and the paper-protocol evaluation; then a real scan upsampled 2x (tricubic).
 demo: setup
+	$(BIN)/csrdmri demo --out $(OUT)/demo
 	$(BIN)/csrdmri phantom --out $(OUT)/phantom --subjects 3 --seed 0
 	$(BIN)/csrdmri figure $(OUT)/phantom/phantom000 --out $(OUT)/phantom000.png
 	$(BIN)/csrdmri evaluate --data $(OUT)/phantom --out $(OUT)/evaluation
 	@if [ -d "$(REAL)" ]; then \
 	  set -e; \
 	  echo "$(BIN)/csrdmri info $(REAL)"; $(BIN)/csrdmri info $(REAL); \
-	  echo "$(BIN)/csrdmri upsample $(REAL) --scale 2 --out $(OUT)/real_2x.nii.gz --force"; \
-	  $(BIN)/csrdmri upsample $(REAL) --scale 2 --out $(OUT)/real_2x.nii.gz --force; \
+	  echo "$(BIN)/csrdmri upsample $(REAL) --scale 2 --model tricubic --out $(OUT)/real_2x.nii.gz --force"; \
+	  $(BIN)/csrdmri upsample $(REAL) --scale 2 --model tricubic --out $(OUT)/real_2x.nii.gz --force; \
 	else echo "($(REAL) not found: skipping the real-scan part)"; fi
 
 lint: setup
