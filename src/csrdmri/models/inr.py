@@ -26,6 +26,8 @@ from csrdmri.models.rdn import RDN, encoder_input
 from csrdmri.resample import resample_torch
 
 COORDS = ("global", "local")
+#: Queries within this many LR voxels below a half-way point belong to the upper voxel.
+HALF_MARGIN = 1e-4
 
 
 class ImplicitMLP(nn.Module):
@@ -117,7 +119,10 @@ class INR(nn.Module):
             code = coords
         else:
             index = unnormalized(coords, tuple(features.shape[-3:]))
-            code = index - torch.round(index)
+            # The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not depend
+            # on where a tile starts: round half up (not torch.round's half to even), with a margin
+            # above float32 round-off of the tile-relative index.
+            code = index - torch.floor(index + (0.5 + HALF_MARGIN))
         return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))[..., 0]
 
     def decode_grid(
