@@ -88,7 +88,7 @@ def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     assert run("upsample", subject, *args).exit_code == 0
     c = nib.load(tiled).get_fdata(dtype=np.float32)
     inside = c[..., 0] > 0
-    np.testing.assert_allclose(c[inside], a[inside], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(c[inside], a[inside], rtol=1e-3, atol=1e-2)  # intensities ~10-1000
     assert not changed[~inside].any()
 
 
