@@ -25,6 +25,7 @@ from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
+from csrdmri.tiling import as_input
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ def model_method(model: torch.nn.Module) -> Method:
 
     @torch.no_grad()
     def fn(lr: np.ndarray, t1: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-        out = model(as_tensor(lr), as_tensor(t1) if uses_t1 else None, shape)
+        out = model(as_input(lr), as_input(t1) if uses_t1 else None, shape)
         return out[0, 0].double().numpy()
 
     return Method(fn, uses_t1)

@@ -34,7 +34,7 @@ from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, s
 from csrdmri.layout import nifti_stem
 from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0
 from csrdmri.resample import resample
-from csrdmri.tiling import decode_volume
+from csrdmri.tiling import as_input, decode_volume
 
 OUTSIDE = ("tricubic", "zero")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -106,11 +106,10 @@ def _apply_model(
         decode_volume(model, x, t1, base, where, tile, halo, options.chunk, options.device, options.precision)
         return
     # Fixed-scale baselines run on the whole volume at once.
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
     with torch.no_grad():
         pred = model.to(options.device)(
-            as_tensor(x).to(options.device),
-            None if t1 is None else as_tensor(t1).to(options.device),
+            as_input(x, options.device),
+            as_input(t1, options.device),
             base.shape,
         )
     base[where] = pred[0, 0].float().cpu().numpy()[where]

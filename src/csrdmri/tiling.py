@@ -23,6 +23,13 @@ import torch
 from csrdmri.grid import normalized, source_index
 
 
+def as_input(volume: np.ndarray | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """A 3D array (X, Y, Z) as a model input (1, 1, X, Y, Z), float32 on ``device``; None stays None."""
+    if volume is None:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None].to(device)
+
+
 def encoder_halo(model: torch.nn.Module) -> int:
     """LR voxels of context a tile needs so that its core's queries see untiled features."""
     return model.encoder.receptive_radius + 1
@@ -75,7 +82,6 @@ def decode_volume(
     positions = [source_index(n, m) for n, m in zip(src, dst, strict=True)]
     owners = [np.floor(p + 0.5).astype(np.int64) for p in positions]
     model.eval().to(device)
-    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None].to(device)  # noqa: E731
     for corner in itertools.product(*(range(0, n, tile) for n in src)):
         # HR voxels whose nearest LR voxel lies in this core (a contiguous block per axis).
         hr = tuple(
@@ -89,7 +95,9 @@ def decode_volume(
         hi = [min(c + tile + halo, n) for c, n in zip(corner, src, strict=True)]
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         with autocast(device, precision):
-            features = model.encode(to_tensor(lr[box]), None if t1 is None else to_tensor(t1[box]))
+            features = model.encode(
+                as_input(lr[box], device), None if t1 is None else as_input(t1[box], device)
+            )
         local = np.nonzero(selected)
         index = np.stack(
             [positions[a][hr[a].start + local[a]] - lo[a] for a in range(3)], axis=-1
