@@ -89,7 +89,25 @@ def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     c = nib.load(tiled).get_fdata(dtype=np.float32)
     inside = (c != 0).any(axis=-1)  # the decoded region (outside it: zeros)
     np.testing.assert_allclose(c[inside], a[inside], rtol=1e-3, atol=1e-2)  # intensities ~10-1000
-    assert (c[~changed] == 0).mean() > 0.99  # where the model did not act: zeros
+    assert inside[changed].mean() > 0.99  # where the model acted, its output is kept
+    assert not inside[corner].any()  # outside the head: zeros
+
+
+def test_a_model_that_adds_nothing_gives_the_tricubic_series(small_cohort, tmp_path):
+    """The model's S/S0 correction is what reaches the output: a residual model with a zero
+    head returns the tricubic upsampling of every volume, with no seam at the mask's edge."""
+    model, config = tiny_model()
+    torch.nn.init.zeros_(model.decoder.head.weight)
+    torch.nn.init.zeros_(model.decoder.head.bias)
+    save_checkpoint(tmp_path / "zero.safetensors", model, {"model": config})
+    subject = small_cohort / "phantom001"
+    outs = {name: tmp_path / f"{name}.nii.gz" for name in ("zero", "tricubic")}
+    for name, out in outs.items():
+        model_arg = tmp_path / "zero.safetensors" if name == "zero" else "tricubic"
+        result = run("upsample", subject, "--scale", "1.5", "--model", model_arg, "--out", out)
+        assert result.exit_code == 0, result.output
+    zero, tri = (nib.load(out).get_fdata(dtype=np.float32) for out in outs.values())
+    np.testing.assert_allclose(zero, tri, rtol=1e-5, atol=1e-3)  # intensities ~10-1000
 
 
 def test_tricubic_upsample_preserves_units(small_cohort, tmp_path):

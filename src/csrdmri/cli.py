@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from csrdmri.errors import InputError
-from csrdmri.weights import DEFAULT_MODEL
+from csrdmri.weights import DEFAULT_MODEL, shipped
 
 app = typer.Typer(
     help="Continuous super-resolution of diffusion MRI guided by T1w anatomy (CSR-dMRI).",
@@ -110,8 +110,8 @@ def upsample(
     model: Annotated[
         str,
         typer.Option(
-            help=f"'tricubic', a shipped model ({DEFAULT_MODEL}), a .safetensors checkpoint or a "
-            "training run folder."
+            help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
+            "or a training run folder."
         ),
     ] = DEFAULT_MODEL,
     t1: Annotated[
@@ -139,7 +139,8 @@ def upsample(
 
     PATH is a DWI NIfTI (with .bval/.bvec beside it or given), or a BIDS, HCP or FSL-style
     subject folder. The default model is the CSR-dMRI weights shipped with the package, which
-    need the subject's T1w (--t1, or the one found in a BIDS/HCP folder).
+    need the subject's T1w (--t1, or the one found in a BIDS/HCP folder); for a scan without a
+    T1w, use --model arssr-cpu (shipped, no T1w) or tricubic.
     """
     from csrdmri.grid import TargetGrid
     from csrdmri.infer import Options, Upsampler, check_output, upsample_to_file
@@ -156,7 +157,10 @@ def upsample(
     up = Upsampler.load(model)
     paths = find_dataset(path, bval, bvec, t1, mask)
     if up.uses_t1 and paths.t1 is None:
-        raise InputError(f"model {model} uses a T1w: give one with --t1 (or use --model tricubic)")
+        raise InputError(
+            f"model {model} uses a T1w: give one with --t1 (or use --model arssr-cpu or tricubic, "
+            "which need none)"
+        )
     series = load_dwi(paths)
     grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
     if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):

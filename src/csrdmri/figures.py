@@ -1,9 +1,11 @@
-"""Figures of a dataset: axial slices of the T1w, the mean b0, one DWI and the DTI FA map."""
+"""Figures: a dataset's overview (T1w, mean b0, one DWI, DTI FA) and a side-by-side comparison
+of upsampled series."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from dipy.reconst.dti import TensorModel
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
@@ -11,6 +13,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global sta
 from csrdmri.io import atomic_path, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.preprocess import mean_b0, series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.resample import resample
 
 
 def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | None = None) -> Path:
@@ -39,6 +42,40 @@ def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | 
         ax.set_title(label, fontsize=10)
         ax.axis("off")
     fig.suptitle(title or f"{paths.dwi} (axial slice {z})", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    return out
+
+
+def comparison(
+    images: dict[str, Path], out: Path, volume: int, truth: Path | None = None, z: float = 0.5
+) -> Path:
+    """Write a PNG of one volume of several series side by side: an axial slice at the fraction
+    ``z`` of the height, each series shown on the finest grid (coarser ones by nearest
+    neighbour, so the input's voxels stay visible); with ``truth``, it is the last column and a
+    row of |error| maps against it follows. Returns ``out``."""
+    panels = {name: nib.load(p).dataobj[..., volume] for name, p in images.items()}
+    if truth is not None:
+        panels["truth"] = nib.load(truth).dataobj[..., volume]
+    panels = {name: np.asarray(image, dtype=np.float32) for name, image in panels.items()}
+    shape = max((image.shape for image in panels.values()), key=np.prod)
+    panels = {n: im if im.shape == shape else resample(im, shape, order=0) for n, im in panels.items()}
+    ref = panels.get("truth", next(iter(panels.values())))
+    vmax = float(np.percentile(ref, 99.5))
+    k = round(z * (shape[2] - 1))
+    rows = 2 if truth is not None else 1
+    fig = Figure(figsize=(3.6 * len(panels), 3.9 * rows))
+    axes = np.asarray(fig.subplots(rows, len(panels))).reshape(rows, len(panels))
+    for column, (name, image) in enumerate(panels.items()):
+        axes[0, column].imshow(np.rot90(image[:, :, k]), cmap="gray", vmin=0, vmax=vmax)
+        axes[0, column].set_title(name, fontsize=10)
+        if truth is not None and name != "truth":
+            error = np.abs(image - panels["truth"])[:, :, k]
+            axes[1, column].imshow(np.rot90(error), cmap="magma", vmin=0, vmax=vmax / 4)
+            axes[1, column].set_title("|error|", fontsize=9)
+        for ax in axes[:, column]:
+            ax.axis("off")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)

@@ -5,9 +5,13 @@ Per volume, in the input's intensity units:
 * **b0 volumes** are upsampled tricubically: the models are trained on b ≈ 1000 volumes divided
   by the mean b0 (S/S0), and a b0 divided by the mean b0 carries no structure to learn from.
 * **diffusion-weighted volumes** are divided by the mean b0 inside the (dilated) brain mask, as
-  in training; the model predicts S/S0 on the HR grid, which is multiplied back by the mean b0
-  upsampled tricubically. The model is decoded only inside the mask; outside it the output is
-  the tricubic upsampling of the input (``outside="tricubic"``) or 0 (``outside="zero"``).
+  in training; the model predicts S/S0 on the HR grid, and its correction of the tricubic
+  S/S0 (prediction − tricubic S/S0), multiplied by the mean b0 upsampled tricubically, is added
+  to the tricubic upsampling of the volume. Multiplying the prediction itself by the upsampled
+  b0 instead would carry the b0's interpolation error (largest at CSF borders, where b0 and
+  S/S0 change in opposite directions) into every DWI. The model is decoded only inside the
+  mask; outside it the output is the tricubic upsampling (``outside="tricubic"``, so there is
+  no seam at the mask's edge) or 0 (``outside="zero"``).
 
 Every output is clipped at 0 (magnitude data).
 """
@@ -151,14 +155,15 @@ def upsample_series(
         volume = series.data[..., v]
         result = resample(volume, grid.shape)
         if up.model is not None:
-            if v in b0s:
-                result = result if options.outside == "tricubic" else np.where(where, result, 0.0)
-            else:
+            if v not in b0s:
                 x = volume * reciprocal
                 ratio = resample(x, grid.shape).astype(np.float32)
-                _apply_model(up, x, t1, ratio, where, options)
-                fallback = result if options.outside == "tricubic" else 0.0
-                result = np.where(where, ratio * s0_hr, fallback)
+                prediction = ratio.copy()
+                _apply_model(up, x, t1, prediction, where, options)
+                # The model's correction of tricubic, brought back to the input's units.
+                result = result + s0_hr * (prediction - ratio)
+            if options.outside == "zero":
+                result = np.where(where, result, 0.0)
         out[..., v] = np.maximum(result, 0.0)
 
 
