@@ -160,3 +160,15 @@ def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
     for volume in (0, 5):  # a b0 (tricubic) and a DWI (the model)
         shift = np.linalg.norm(centre_of_mass(sr, volume) - centre_of_mass(crop, volume))
         assert shift < 0.1, f"volume {volume}: centre of mass moved by {shift:.3f} mm"
+
+
+def test_command_line_defaults_are_the_library_defaults():
+    """The CLI spells its defaults out (so that --help starts without torch): they must agree."""
+    import inspect
+
+    from csrdmri import cli
+    from csrdmri.infer import Options
+
+    parameters = inspect.signature(cli.upsample).parameters
+    for name in ("device", "precision", "tile", "chunk", "margin", "outside"):
+        assert parameters[name].default == getattr(Options(), name), name

@@ -127,8 +127,8 @@ def upsample(
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
     ] = "fp32",
-    tile: Annotated[int, typer.Option(help="Encoder tile side in input voxels (memory vs. speed).")] = 64,
-    chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 65536,
+    tile: Annotated[int, typer.Option(help="Encoder tile side in input voxels (memory vs. speed).")] = 96,
+    chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 16384,
     margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
     outside: Annotated[
         str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
@@ -270,6 +270,39 @@ def evaluate(
             tmp.write_text(json.dumps({"protocol": protocol, "results": summary}, indent=2) + "\n")
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(table + "\n")
+
+
+@app.command()
+@user_errors
+def compare(
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="4D NIfTI series over the same field of view, as PATH or LABEL=PATH; coarser ones "
+            "are shown with their own voxels.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    volume: Annotated[int, typer.Option(help="Volume to show (0-based index).")] = 1,
+    truth: Annotated[
+        Path | None, typer.Option(help="Reference series: shown last, with |error| maps of the others.")
+    ] = None,
+    height: Annotated[float, typer.Option(help="Axial slice, as a fraction of the height (0-1).")] = 0.5,
+) -> None:
+    """Draw one axial slice of several series side by side (e.g. input, tricubic, CSR-dMRI)."""
+    from csrdmri.figures import comparison
+
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out} must be a .png file")
+    if not 0.0 <= height <= 1.0:
+        raise InputError(f"--height must lie between 0 and 1, got {height}")
+    series = {}
+    for item in images:
+        label, _, path = item.rpartition("=")
+        series[label or Path(path).name.split(".nii")[0]] = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"wrote {comparison(series, out, volume, truth, height)}")
 
 
 @app.command()

@@ -10,7 +10,8 @@ import numpy as np
 from dipy.reconst.dti import TensorModel
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
-from csrdmri.io import atomic_path, load_dwi
+from csrdmri.errors import InputError
+from csrdmri.io import atomic_path, load_dwi, load_image
 from csrdmri.layout import DatasetPaths
 from csrdmri.preprocess import mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
@@ -49,21 +50,31 @@ def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | 
 
 
 def comparison(
-    images: dict[str, Path], out: Path, volume: int, truth: Path | None = None, z: float = 0.5
+    images: dict[str, Path], out: Path, volume: int, truth: Path | None = None, height: float = 0.5
 ) -> Path:
     """Write a PNG of one volume of several series side by side: an axial slice at the fraction
-    ``z`` of the height, each series shown on the finest grid (coarser ones by nearest
+    ``height`` (0 bottom, 1 top), each series shown on the finest grid (coarser ones by nearest
     neighbour, so the input's voxels stay visible); with ``truth``, it is the last column and a
     row of |error| maps against it follows. Returns ``out``."""
-    panels = {name: nib.load(p).dataobj[..., volume] for name, p in images.items()}
-    if truth is not None:
-        panels["truth"] = nib.load(truth).dataobj[..., volume]
-    panels = {name: np.asarray(image, dtype=np.float32) for name, image in panels.items()}
+    series = dict(images) if truth is None else {**images, "truth": truth}
+    panels, corners = {}, {}
+    for name, path in series.items():
+        img = load_image(path, name, ndim=(4,))
+        if not -img.shape[3] <= volume < img.shape[3]:
+            raise InputError(f"{path} has {img.shape[3]} volumes; there is no volume {volume}")
+        panels[name] = np.asarray(img.dataobj[..., volume], dtype=np.float32)
+        # World positions of the field of view's outer corners (voxel edges, not centres).
+        edges = np.array([[-0.5] * 3, [n - 0.5 for n in img.shape[:3]]])
+        corners[path] = (nib.affines.apply_affine(img.affine, edges), max(img.header.get_zooms()[:3]))
+    reference, (first, _) = next(iter(corners.items()))
+    for path, (corner, zoom) in corners.items():
+        if np.abs(corner - first).max() > zoom:
+            raise InputError(f"{path} does not cover the same field of view as {reference}")
     shape = max((image.shape for image in panels.values()), key=np.prod)
     panels = {n: im if im.shape == shape else resample(im, shape, order=0) for n, im in panels.items()}
     ref = panels.get("truth", next(iter(panels.values())))
     vmax = float(np.percentile(ref, 99.5))
-    k = round(z * (shape[2] - 1))
+    k = round(height * (shape[2] - 1))
     rows = 2 if truth is not None else 1
     fig = Figure(figsize=(3.6 * len(panels), 3.9 * rows))
     axes = np.asarray(fig.subplots(rows, len(panels))).reshape(rows, len(panels))

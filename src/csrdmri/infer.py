@@ -38,7 +38,7 @@ from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, s
 from csrdmri.layout import nifti_stem
 from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0
 from csrdmri.resample import resample
-from csrdmri.tiling import as_input, decode_volume
+from csrdmri.tiling import CHUNK, TILE, as_input, decode_volume
 
 OUTSIDE = ("tricubic", "zero")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -73,8 +73,8 @@ class Options:
 
     device: str = "cpu"
     precision: str = "fp32"
-    tile: int = 64  # LR voxels per tile side (local-coordinate INR models)
-    chunk: int = 65536  # queries decoded at once
+    tile: int = TILE  # largest tile core side, LR voxels (local-coordinate INR models)
+    chunk: int = CHUNK  # queries decoded at once
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
 
