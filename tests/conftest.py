@@ -8,6 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from csrdmri.train import TrainConfig
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
@@ -21,6 +23,16 @@ def _small_phantom():
 SMALL_PHANTOM = _small_phantom()
 #: A tiny INR configuration for fast tests.
 TINY_INR = {"latent": 16, "g0": 8, "growth": 8, "blocks": 2, "layers": 2, "width": 16}
+#: A tiny residual CSR-dMRI training run (2 epochs on a small cohort: seconds).
+TINY_RUN = TrainConfig(
+    model_overrides={**TINY_INR, "coord": "local", "residual": True},
+    lr=1e-3,
+    epochs=2,
+    lr_size=8,
+    val_every=1,
+    val_patches=2,
+    patches_per_subject=9,
+)
 
 
 def oblique_affine(zooms=(1.75, 1.75, 2.5), angles=(0.3, -0.2, 0.5), flip_x=True) -> np.ndarray:

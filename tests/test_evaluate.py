@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import TINY_RUN, assert_user_error, run
 from skimage.metrics import structural_similarity
 from typer.testing import CliRunner
 
@@ -15,6 +18,7 @@ from csrdmri.errors import InputError
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import central_crop, degrade, hr_size, patch_origins
 from csrdmri.resample import resample
+from csrdmri.train import train
 
 
 def test_psnr_uses_the_fixed_unit_range():
@@ -101,3 +105,22 @@ def test_evaluate_command(small_cohort, tmp_path):
     assert bad.exit_code == 2 and "no cohort.json" in bad.stderr
     with pytest.raises(InputError, match="unknown model"):
         evaluate.resolve_method("magic")
+
+
+def test_evaluating_on_a_subject_that_trained_the_model_is_refused(small_cohort, tmp_path):
+    """The run records the DWI digests of its training and validation subjects; evaluation
+    refuses them by content, wherever the files lie (here: the train split, then a copy of the
+    training subject filed as the test split of another cohort)."""
+    train(replace(TINY_RUN, epochs=1), small_cohort, tmp_path / "run", cache=tmp_path / "cache")
+    manifest = json.loads((small_cohort / "cohort.json").read_text())
+    trained = manifest["split"]["train"][0]
+    models = f"tricubic,{tmp_path / 'run'}"
+    args = ["--data", small_cohort, "--models", models, "--scales", "2", "--patches", "1"]
+    refused = run("evaluate", *args, "--split", "train")
+    assert_user_error(refused, f"subject '{trained}' that trained or selected")
+    assert run("evaluate", *args).exit_code == 0  # the held-out test subject is fine
+    other = tmp_path / "other"
+    shutil.copytree(small_cohort / trained, other / "copy")
+    (other / "cohort.json").write_text(json.dumps({"split": {"test": ["copy"]}}))
+    args[1] = other
+    assert_user_error(run("evaluate", *args), "evaluating on it is refused")

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_PHANTOM, TINY_INR
+from conftest import SMALL_PHANTOM, TINY_INR, TINY_RUN
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -23,16 +23,6 @@ from csrdmri.errors import InputError
 from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
 from csrdmri.train import Objective, TrainConfig, train
-
-TINY_RUN = TrainConfig(
-    model_overrides={**TINY_INR, "coord": "local", "residual": True},
-    lr=1e-3,
-    epochs=2,
-    lr_size=8,
-    val_every=1,
-    val_patches=2,
-    patches_per_subject=9,
-)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
@@ -115,6 +105,7 @@ def test_shipped_weights_load_and_have_a_model_card():
         model, meta = load_model(path)
         assert path.with_suffix(".md").exists(), f"{name} has no model card"
         assert "validation" in meta and meta["model"]["architecture"] == "inr"
+        assert len(meta["seen_subjects"]) == 16  # the 14 training + 2 validation phantom subjects
         lr = torch.rand(1, 1, 8, 8, 8)
         t1 = torch.rand(1, 1, 8, 8, 8) if model.uses_t1 else None
         assert model(lr, t1, (19, 19, 19)).shape == (1, 1, 19, 19, 19)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from csrdmri.errors import InputError
-from csrdmri.io import atomic_path, load_dwi
+from csrdmri.io import atomic_path, file_digest, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
@@ -39,6 +39,7 @@ class PreparedSubject:
     dwi: np.ndarray  # (V, X, Y, Z) float16, S/S0
     t1: np.ndarray | None  # (X, Y, Z) float32
     origins: np.ndarray  # (K, 3) int, corners of 40³ patches inside the brain
+    digest: str  # SHA-256 of the DWI file (see :func:`csrdmri.io.file_digest`)
 
 
 def _cache_key(paths: DatasetPaths) -> str:
@@ -78,7 +79,7 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
             tmp.write_text(json.dumps({"dwi": str(paths.dwi), "volumes": volumes.tolist()}))
     load = lambda key: np.load(folder / f"{key}.npy", mmap_mode="r")  # noqa: E731
     t1 = load("t1") if (folder / "t1.npy").exists() else None
-    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")))
+    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")), file_digest(paths.dwi))
 
 
 @dataclass

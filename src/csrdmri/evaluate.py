@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 
 from csrdmri.checkpoint import find_checkpoint, load_model
 from csrdmri.errors import InputError
-from csrdmri.io import load_dwi
+from csrdmri.io import file_digest, load_dwi
 from csrdmri.layout import find_dataset
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
@@ -34,9 +34,11 @@ class Method:
 
     fn: Callable[[np.ndarray, np.ndarray | None, tuple[int, int, int]], np.ndarray]
     uses_t1: bool = False
+    #: DWI file digests (→ subject name) the model was trained or selected on: never evaluated.
+    seen: dict[str, str] = field(default_factory=dict)
 
 
-def model_method(model: torch.nn.Module) -> Method:
+def model_method(model: torch.nn.Module, seen: dict[str, str] | None = None) -> Method:
     """Wrap a model of the registry (eval mode, no gradients, float32 on the CPU)."""
     model.eval()
     uses_t1 = bool(getattr(model, "uses_t1", False))
@@ -46,7 +48,7 @@ def model_method(model: torch.nn.Module) -> Method:
         out = model(as_input(lr), as_input(t1) if uses_t1 else None, shape)
         return out[0, 0].double().numpy()
 
-    return Method(fn, uses_t1)
+    return Method(fn, uses_t1, seen or {})
 
 
 def resolve_method(name: str) -> Method:
@@ -54,7 +56,8 @@ def resolve_method(name: str) -> Method:
     best, else its last checkpoint)."""
     if name == "tricubic":
         return Method(lambda lr, t1, shape: resample(lr, shape))
-    return model_method(load_model(find_checkpoint(name))[0])
+    model, meta = load_model(find_checkpoint(name))
+    return model_method(model, meta.get("seen_subjects", {}))
 
 
 @dataclass
@@ -104,6 +107,13 @@ def paper_protocol(
     subjects = cohort_split(cohort, split)
     for index, name in enumerate(subjects):
         paths = find_dataset(Path(cohort) / name)
+        digest = file_digest(paths.dwi)
+        for label, method in methods.items():
+            if digest in method.seen:
+                raise InputError(
+                    f"{paths.dwi} is subject {method.seen[digest]!r} that trained or selected "
+                    f"{label}: evaluating on it is refused (use held-out subjects)"
+                )
         series = load_dwi(paths)
         mask = series_mask(series)
         reciprocal = b0_reciprocal(mean_b0(series), mask)

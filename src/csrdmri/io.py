@@ -8,6 +8,7 @@ one sentence naming the problem and the file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import warnings
@@ -63,6 +64,15 @@ class DWISeries:
     def zooms(self) -> tuple[float, float, float]:
         """Voxel size in mm, from the affine."""
         return tuple(float(z) for z in nib.affines.voxel_sizes(self.affine))  # type: ignore[return-value]
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): how a training subject is recognised wherever it lies."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_image(path: str | Path, what: str, ndim: tuple[int, ...] = (3,)) -> nib.Nifti1Image:

@@ -279,6 +279,8 @@ def _train(
         dist.barrier()
     if not train_subjects:
         raise InputError(f"no training subjects found in {data}")
+    # DWI digests of the subjects that trained or selected the model: evaluation refuses them.
+    seen = {s.digest: s.name for s in train_subjects + val_subjects}
     model, meta = load_model(last) if resume else (build_model(config.model_config()), {})
     model.to(device)
     use_t1 = bool(getattr(model, "uses_t1", False))
@@ -374,6 +376,7 @@ def _train(
                     "training": asdict(config),
                     "epoch": epoch,
                     "best": best,
+                    "seen_subjects": seen,
                 }
                 if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
                     scores = validate(model, pairs, device)
