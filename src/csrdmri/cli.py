@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -37,17 +39,29 @@ BvecOpt = Annotated[
 ]
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM (kill, a batch system's time limit) unwinds like Ctrl-C, so temporary files
+    # and partial outputs are removed on the way out; exit status 128 + 15 as the shell does.
+    raise SystemExit(143)
+
+
 def user_errors(command):
-    """Turn :class:`InputError` into one line on stderr and exit status 2 (no traceback)."""
+    """Turn :class:`InputError` into one line on stderr and exit status 2 (no traceback), and
+    let SIGTERM clean up like Ctrl-C."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         logging.basicConfig(format="csrdmri: warning: %(message)s", level=logging.WARNING)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if main else None
         try:
             return command(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"csrdmri: error: {exc}", err=True)
             raise typer.Exit(2) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
