@@ -195,3 +195,23 @@ def test_a_briefly_trained_csr_dmri_beats_tricubic_on_held_out_patches(clean_coh
     for scale in (2.0, 3.0):
         gain = np.subtract(scores["model"][scale].psnr, scores["tricubic"][scale].psnr)
         assert gain.mean() > 0.01, f"{scale}x: {gain.mean():+.3f} dB over tricubic"
+
+
+def test_presets_adapt_to_the_model_they_train():
+    from csrdmri.train import PRESETS, preset_for
+
+    assert preset_for("cpu") == PRESETS["cpu"] == preset_for("cpu", "csr-dmri")
+    arssr = preset_for("cpu", "arssr")
+    assert arssr.model_overrides == PRESETS["cpu"].model_overrides and arssr.fft_weight == 0.0
+    assert arssr.scale_range == (2.0, 3.0)
+    fixed_head = preset_for("cpu", "rdn-fixed").model_overrides  # the RDN sizes, no MLP ones
+    assert set(fixed_head) == {"latent", "g0", "growth", "blocks", "layers", "residual"}
+    assert preset_for("cpu", "dcsrn").model_overrides == {}
+    assert preset_for("cpu", "dcsrn").scale_range == (2.0, 2.0)
+    assert preset_for("paper", "rescnn3d").scale_range == (3.0, 3.0)
+    for name in ("arssr", "rdn-fixed", "rdn-fixed-t1", "dcsrn", "rescnn3d"):
+        build_model(preset_for("cpu", name).model_config())  # every adapted preset builds
+    with pytest.raises(InputError, match="unknown model"):
+        preset_for("cpu", "magic")
+    with pytest.raises(InputError, match="unknown preset"):
+        preset_for("fast")

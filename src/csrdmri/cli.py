@@ -377,12 +377,9 @@ def train(
     """
     from dataclasses import asdict
 
-    from csrdmri.train import PRESETS, TrainConfig
+    from csrdmri.train import TrainConfig, preset_for
     from csrdmri.train import train as run_training
 
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    values = asdict(PRESETS[preset])
     user: dict = {}
     if config is not None:
         try:
@@ -391,11 +388,11 @@ def train(
             raise InputError(f"cannot read training config {config}: {exc}") from None
         if not isinstance(user, dict):
             raise InputError(f"training config {config} must hold a JSON object")
+    name = model or user.get("model")
+    values = asdict(preset_for(preset, name if isinstance(name, str) else None))
     values.update(user)
     if model is not None:
         values["model"] = model
-    if "fft_weight" not in user and values["model"] != "csr-dmri":
-        values["fft_weight"] = 0.0  # the frequency-domain loss is CSR-dMRI's, not the baselines'
     scores = run_training(
         TrainConfig.from_dict(values), data, out, resume=resume, epochs=epochs, device=device
     )

@@ -32,7 +32,7 @@ from csrdmri.io import atomic_path
 from csrdmri.layout import find_dataset
 from csrdmri.losses import FFT_WEIGHT, csr_loss
 from csrdmri.metrics import psnr
-from csrdmri.models import build_model, model_config
+from csrdmri.models import RDN_FAMILY, build_model, fixed_scale, model_config, parameters
 from csrdmri.patches import DEGRADATIONS
 from csrdmri.resample import resample
 
@@ -109,6 +109,24 @@ PRESETS: dict[str, TrainConfig] = {
         val_every=5,
     ),
 }
+
+
+def preset_for(preset: str, model: str | None = None) -> TrainConfig:
+    """Preset ``preset`` for ``model`` (default: the preset's own): the preset's size overrides
+    that the model takes when both are built on the RDN encoder (ArSSR, the fixed-head models;
+    DCSRN and ResCNN3D keep their own sizes), no FFT loss except for CSR-dMRI (the baselines are
+    trained with L1, as in the paper), and fixed-scale CNNs trained at their one scale."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    if model is None or model == config.model:
+        return config
+    accepted = parameters(model)  # also refuses an unknown model name
+    same_family = {model_config(m)["architecture"] for m in (model, config.model)} <= set(RDN_FAMILY)
+    overrides = {k: v for k, v in config.model_overrides.items() if same_family and k in accepted}
+    config = replace(config, model=model, model_overrides=overrides, fft_weight=0.0)
+    scale = fixed_scale(model)
+    return config if scale is None else replace(config, scale_range=(scale, scale))
 
 
 def predict(

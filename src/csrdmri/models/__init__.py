@@ -15,6 +15,7 @@ names (``csr-dmri``, ``arssr``, ...) to configs.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 
 import torch.nn as nn
@@ -66,6 +67,28 @@ def build_model(name_or_config: str | dict) -> nn.Module:
         return ARCHITECTURES[arch](**config)
     except TypeError as exc:
         raise InputError(f"bad configuration for {arch!r}: {exc}") from None
+
+
+#: Architectures built on the RDN encoder: their size keys (g0, growth, ...) mean the same.
+RDN_FAMILY = ("inr", "rdn-fixed")
+
+
+def parameters(name: str) -> set[str]:
+    """The configuration keys the architecture of model ``name`` accepts."""
+    _import_all()
+    cls = ARCHITECTURES[model_config(name)["architecture"]]
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def fixed_scale(name: str) -> float | None:
+    """The one scale a fixed-scale CNN baseline of model ``name`` is trained at; None for models
+    that train on a range of scales."""
+    from csrdmri.models.fixed_scale import FixedScaleModel
+
+    _import_all()
+    config = model_config(name)
+    fixed = issubclass(ARCHITECTURES[config["architecture"]], FixedScaleModel)
+    return float(config["scale"]) if fixed else None
 
 
 def _import_all() -> None:
