@@ -141,7 +141,9 @@ def upsample(
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
     ] = "fp32",
-    tile: Annotated[int, typer.Option(help="Largest encoder tile side, input voxels (memory vs. speed).")] = 96,
+    tile: Annotated[
+        int, typer.Option(help="Largest encoder tile side, input voxels (memory vs. speed).")
+    ] = 96,
     chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 16384,
     margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
     outside: Annotated[
