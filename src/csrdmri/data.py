@@ -76,10 +76,13 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
             with atomic_path(folder / f"{key}.npy") as tmp:
                 np.save(tmp, array)
         with atomic_path(done) as tmp:
-            tmp.write_text(json.dumps({"dwi": str(paths.dwi), "volumes": volumes.tolist()}))
+            meta = {"dwi": str(paths.dwi), "volumes": volumes.tolist(), "digest": file_digest(paths.dwi)}
+            tmp.write_text(json.dumps(meta))
     load = lambda key: np.load(folder / f"{key}.npy", mmap_mode="r")  # noqa: E731
     t1 = load("t1") if (folder / "t1.npy").exists() else None
-    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")), file_digest(paths.dwi))
+    # The cache key follows the file's size and modification time, so a recorded digest holds.
+    digest = json.loads(done.read_text()).get("digest") or file_digest(paths.dwi)
+    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")), digest)
 
 
 @dataclass

@@ -107,7 +107,7 @@ def paper_protocol(
     subjects = cohort_split(cohort, split)
     for index, name in enumerate(subjects):
         paths = find_dataset(Path(cohort) / name)
-        digest = file_digest(paths.dwi)
+        digest = file_digest(paths.dwi) if any(m.seen for m in methods.values()) else None
         for label, method in methods.items():
             if digest in method.seen:
                 raise InputError(
