@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY_RUN, assert_user_error, run
-from skimage.metrics import structural_similarity
-from typer.testing import CliRunner
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from csrdmri import evaluate
-from csrdmri.cli import app
 from csrdmri.errors import InputError
+from csrdmri.layout import find_dataset
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import central_crop, degrade, hr_size, patch_origins
 from csrdmri.resample import resample
@@ -25,6 +25,12 @@ def test_psnr_uses_the_fixed_unit_range():
     ref = np.zeros((10, 10, 10))
     assert psnr(ref, ref + 0.1) == pytest.approx(20.0)  # MSE 0.01, range 1
     assert psnr(ref + 0.5, ref + 0.6) == pytest.approx(20.0)  # independent of the level
+    est = ref + 0.1
+    est[:5] += 10.0  # wrong outside the mask only
+    mask = np.zeros(ref.shape, bool)
+    mask[5:] = True
+    assert psnr(ref, est, mask) == pytest.approx(20.0)
+    assert psnr(ref, est, mask) == pytest.approx(peak_signal_noise_ratio(ref[mask], est[mask], data_range=1))
 
 
 def test_ssim_settings():
@@ -34,6 +40,20 @@ def test_ssim_settings():
     noisy = ref + rng.normal(0, 0.05, ref.shape)
     expected = structural_similarity(ref, noisy, data_range=1.0, win_size=7)
     assert ssim(ref, noisy) == pytest.approx(expected) and ssim(ref, noisy) < 0.99
+    assert ssim(ref, noisy, np.ones(ref.shape, bool)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_masked_ssim_ignores_what_lies_outside_the_mask():
+    rng = np.random.default_rng(1)
+    ref = rng.random((20, 20, 20))
+    est = ref.copy()
+    est[:8] = rng.random((8, 20, 20))  # corrupted where x < 8
+    mask = np.zeros(ref.shape, bool)
+    mask[14:] = True  # every window centred here lies 3+ voxels away from the corruption
+    assert ssim(ref, est, mask) == pytest.approx(1.0)
+    assert ssim(ref, est) < 0.9
+    with pytest.raises(ValueError, match="no voxel"):
+        ssim(ref, est, np.pad(np.ones((20, 20, 2), bool), ((0, 0), (0, 0), (0, 18))))
 
 
 def test_patch_protocol_geometry():
@@ -89,20 +109,64 @@ def test_protocol_is_deterministic_and_ranks_methods(small_cohort):
     assert first["tricubic"][2.0].summary()["psnr_mean"] > first["tricubic"][4.0].summary()["psnr_mean"]
 
 
-def test_evaluate_command(small_cohort, tmp_path):
-    runner = CliRunner()
+def scan_copy(subject: Path, folder: Path, with_t1: bool) -> Path:
+    """A plain FSL-style copy of a cohort subject (dwi.nii.gz, .bval, .bvec, brain_mask.nii.gz
+    [+ t1w.nii.gz])."""
+    paths = find_dataset(subject)
+    folder.mkdir(parents=True)
+    shutil.copy(paths.dwi, folder / "dwi.nii.gz")
+    shutil.copy(paths.bval, folder / "dwi.bval")
+    shutil.copy(paths.bvec, folder / "dwi.bvec")
+    shutil.copy(paths.mask, folder / "brain_mask.nii.gz")
+    if with_t1:
+        shutil.copy(paths.t1, folder / "t1w.nii.gz")
+    return folder
+
+
+def test_evaluate_command_writes_the_whole_report(small_cohort, tmp_path):
+    """Paper protocol, whole test volume and two 'real' scans (copies of the held-out subject,
+    one without T1w) with tricubic and a tiny trained CSR-dMRI: tables, figures and JSON."""
+    train(replace(TINY_RUN, epochs=1), small_cohort, tmp_path / "run", cache=tmp_path / "cache")
+    test_subject = small_cohort / json.loads((small_cohort / "cohort.json").read_text())["split"]["test"][0]
+    scan_copy(test_subject, tmp_path / "scans" / "with-t1", True)
+    scan_copy(test_subject, tmp_path / "scans" / "no-t1", False)
     out = tmp_path / "report"
-    result = runner.invoke(
-        app,
-        ["evaluate", "--data", str(small_cohort), "--scales", "2,2.4", "--patches", "2", "--out", str(out)],
-    )
+    args = ["--data", small_cohort, "--models", f"tricubic,tiny={tmp_path / 'run'}", "--scales", "2,2.4"]
+    args += ["--patches", "2", "--directions", "6", "--real", tmp_path / "scans", "--real-scales", "2"]
+    result = run("evaluate", *args, "--out", out)
     assert result.exit_code == 0, result.output
     assert "| tricubic | phantom (test, 1 subject × 2 patches)" in result.stdout
-    assert "| bicubic (paper) | HCP (published) | 25.89 / 0.9075 | 24.63 / 0.8778 |" in result.stdout
+    assert "| Bicubic (paper) | HCP (published) | 25.89 / 0.9075 | 24.63 / 0.8778 |" in result.stdout
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["results"]["tricubic"]) == {"2", "2.4"}
-    bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--scales", "2"])
-    assert bad.exit_code == 2 and "no cohort.json" in bad.stderr
+    assert set(saved["paper_protocol"]["tricubic"]) == {"2", "2.4"}
+    assert saved["paper_protocol"]["tiny"]["2"]["patches"] == 2
+    (whole,) = saved["whole_volume"]
+    assert whole["scale"] == 2 and whole["methods"]["tiny"]["volumes"] == 6
+    real = {case["data"]: case for case in saved["real_scans"]}
+    assert set(real) == {"with-t1", "no-t1"}
+    assert set(real["with-t1"]["methods"]) == {"tricubic", "tiny"}
+    assert set(real["no-t1"]["methods"]) == {"tricubic"} and "tiny" in real["no-t1"]["skipped"]
+    # A copy of the subject in another layout, degraded the same way, scores the same.
+    assert real["no-t1"]["methods"]["tricubic"]["psnr"] == whole["methods"]["tricubic"]["psnr"]
+    report = (out / "report.md").read_text()
+    for heading in ("## Table 1", "## Table 2", "## Whole volumes", "## Real scans (degradation-based)"):
+        assert heading in report
+    assert "| no-t1 | 2× | 36×44×36 → 72×87×72 | tiny | not run: needs a T1w" in report
+    names = ["patch-2x", "patch-2.4x", f"volume-{test_subject.name}-2x", "real-no-t1-2x-fa"]
+    for name in names:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert f"figures/{name}.png" in report
+
+
+def test_evaluate_command_refusals(small_cohort, tmp_path):
+    bad = run("evaluate", "--data", tmp_path, "--scales", "2")
+    assert_user_error(bad, "no cohort.json")
+    assert_user_error(run("evaluate"), "give a cohort with --data, real scans with --real")
+    assert_user_error(run("evaluate", "--real", tmp_path / "nowhere"), "real scan folder not found")
+    assert_user_error(run("evaluate", "--real", tmp_path), "neither a dMRI dataset nor a folder of")
+    assert_user_error(run("evaluate", "--data", small_cohort, "--volume-scales", "1"), "must all be > 1")
+    assert_user_error(run("evaluate", "--data", small_cohort, "--models", "a=tricubic,a=tricubic"), "twice")
+    assert_user_error(run("evaluate", "--data", small_cohort, "--directions", "3"), "at least 6 directions")
     with pytest.raises(InputError, match="unknown model"):
         evaluate.resolve_method("magic")
 

@@ -246,46 +246,90 @@ def phantom(
 @user_errors
 def evaluate(
     data: Annotated[
-        Path, typer.Option("--data", help="Cohort folder (with cohort.json), e.g. from `csrdmri phantom`.")
-    ],
+        Path | None,
+        typer.Option(
+            "--data", help="Cohort folder (cohort.json), e.g. from `csrdmri phantom`; optional with --real."
+        ),
+    ] = None,
     models: Annotated[
         str,
-        typer.Option(help="Comma-separated methods: 'tricubic', checkpoints (.safetensors) or run folders."),
+        typer.Option(
+            help="Comma-separated methods, each NAME or LABEL=NAME: 'tricubic', a shipped model "
+            f"({', '.join(shipped())}), a checkpoint (.safetensors) or a run folder."
+        ),
     ] = "tricubic",
-    scales: Annotated[str, typer.Option(help="Comma-separated scale factors.")] = "2,3,4,2.4",
+    scales: Annotated[str, typer.Option(help="Scale factors of the paper protocol (patches).")] = "2,3,4,2.4",
     patches: Annotated[
         int, typer.Option(help="40³ patches per subject (one random b=1000 volume each).")
     ] = 9,
     seed: Annotated[int, typer.Option(help="Seed of the patch positions and volumes.")] = 0,
     split: Annotated[str, typer.Option(help="Cohort split to evaluate on.")] = "test",
-    out: Annotated[Path | None, typer.Option(help="Folder for results.json and table.md.")] = None,
+    volume_subjects: Annotated[
+        int, typer.Option(help="Subjects of the split also evaluated as whole volumes (0: none).")
+    ] = 1,
+    volume_scales: Annotated[str, typer.Option(help="Scale factors of the whole-volume protocol.")] = "2",
+    directions: Annotated[
+        int,
+        typer.Option(
+            help="b≈1000 volumes per whole volume or real scan, spread over the sphere (0: all; "
+            "each costs one model run, and DTI needs at least 6)."
+        ),
+    ] = 30,
+    real: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated real scans (dataset folders, or folders of them, e.g. "
+            "../shared/data/real) for the degradation-based protocol."
+        ),
+    ] = None,
+    real_scales: Annotated[str, typer.Option(help="Scale factors of the real-scan protocol.")] = "2,2.4",
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder: report.md, results.json, figures/ (else: print).")
+    ] = None,
 ) -> None:
-    """Evaluate methods with the paper's patch protocol (PSNR/SSIM at each scale)."""
-    from tqdm import tqdm
+    """Evaluate methods: the paper's patch protocol (Tables 1 and 2) on a cohort's test split,
+    whole held-out volumes with DTI errors, and real scans degraded then super-resolved.
 
-    from csrdmri.evaluate import cohort_split, paper_protocol, resolve_method
-    from csrdmri.report import markdown_table
+    Evaluating a model on a subject that trained or selected it is refused.
+    """
+    import sys
 
-    scale_list = parse_list(scales, "--scales")
-    if min(scale_list) <= 1:
-        raise InputError(f"--scales must all be > 1, got {scales}")
-    methods = {m.strip(): resolve_method(m.strip()) for m in models.split(",") if m.strip()}
-    n_subjects = len(cohort_split(data, split))
-    with tqdm(total=n_subjects, desc=f"evaluating ({split})", unit="subject", disable=None) as bar:
-        results = paper_protocol(data, methods, scale_list, patches, seed, split, lambda _: bar.update())
-    plural = "s" if n_subjects != 1 else ""
-    table = markdown_table(results, f"phantom ({split}, {n_subjects} subject{plural} × {patches} patches)")
-    typer.echo(table)
+    from csrdmri.evaluate import parse_methods
+    from csrdmri.report import run_report
+
+    if data is None and not real:
+        raise InputError("give a cohort with --data, real scans with --real, or both")
+    lists = {}
+    for name, text in (
+        ("--scales", scales),
+        ("--volume-scales", volume_scales),
+        ("--real-scales", real_scales),
+    ):
+        lists[name] = parse_list(text, name)
+        if min(lists[name]) <= 1:
+            raise InputError(f"{name} must all be > 1, got {text}")
+    if patches < 1 or volume_subjects < 0 or directions < 0:
+        raise InputError("--patches must be positive, --volume-subjects and --directions not negative")
+    methods = parse_methods(models)
+    table = run_report(
+        out,
+        " ".join(["csrdmri", *sys.argv[1:]]),
+        methods,
+        data,
+        lists["--scales"],
+        patches,
+        seed,
+        split,
+        volume_subjects,
+        lists["--volume-scales"],
+        directions or None,
+        [Path(p.strip()) for p in (real or "").split(",") if p.strip()],
+        lists["--real-scales"],
+    )
+    if table:
+        typer.echo(table)
     if out is not None:
-        from csrdmri.io import atomic_path
-
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {m: {f"{s:g}": sc.summary() for s, sc in per.items()} for m, per in results.items()}
-        protocol = {"data": str(data), "split": split, "patches_per_subject": patches, "seed": seed}
-        with atomic_path(out / "results.json") as tmp:
-            tmp.write_text(json.dumps({"protocol": protocol, "results": summary}, indent=2) + "\n")
-        with atomic_path(out / "table.md") as tmp:
-            tmp.write_text(table + "\n")
+        typer.echo(f"wrote {out / 'report.md'}")
 
 
 @app.command()

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csrdmri.checkpoint import find_checkpoint, load_model
 from csrdmri.errors import InputError
+from csrdmri.infer import Upsampler
 from csrdmri.io import file_digest, load_dwi
-from csrdmri.layout import find_dataset
+from csrdmri.layout import DatasetPaths, find_dataset
 from csrdmri.metrics import psnr, ssim
 from csrdmri.patches import PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
@@ -30,34 +30,57 @@ from csrdmri.tiling import as_input
 
 @dataclass(frozen=True)
 class Method:
-    """An upsampler under evaluation: ``fn(lr (L, L, L), t1_lr or None, shape) -> (*shape)``."""
+    """An upsampler under evaluation.
+
+    ``fn(lr (L, L, L), t1_lr or None, shape) -> (*shape)`` runs it on one patch (S/S0);
+    ``upsampler`` runs it on whole series (:mod:`csrdmri.infer`); ``meta`` is its checkpoint
+    metadata (model and training configuration; empty for tricubic).
+    """
 
     fn: Callable[[np.ndarray, np.ndarray | None, tuple[int, int, int]], np.ndarray]
     uses_t1: bool = False
     #: DWI file digests (→ subject name) the model was trained or selected on: never evaluated.
     seen: dict[str, str] = field(default_factory=dict)
+    upsampler: Upsampler = field(default_factory=lambda: Upsampler("tricubic"))
+    meta: dict = field(default_factory=dict)
 
 
-def model_method(model: torch.nn.Module, seen: dict[str, str] | None = None) -> Method:
-    """Wrap a model of the registry (eval mode, no gradients, float32 on the CPU)."""
-    model.eval()
-    uses_t1 = bool(getattr(model, "uses_t1", False))
+def model_method(up: Upsampler) -> Method:
+    """Wrap a trained model (eval mode, no gradients, float32 on the CPU)."""
+    model = up.model.eval()
+    uses_t1 = up.uses_t1
 
     @torch.no_grad()
     def fn(lr: np.ndarray, t1: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
         out = model(as_input(lr), as_input(t1) if uses_t1 else None, shape)
         return out[0, 0].double().numpy()
 
-    return Method(fn, uses_t1, seen or {})
+    return Method(fn, uses_t1, up.meta.get("seen_subjects", {}), up, up.meta)
 
 
 def resolve_method(name: str) -> Method:
     """``tricubic``, a shipped model, a checkpoint (``.safetensors``) or a run folder (its
     best, else its last checkpoint)."""
-    if name == "tricubic":
-        return Method(lambda lr, t1, shape: resample(lr, shape))
-    model, meta = load_model(find_checkpoint(name))
-    return model_method(model, meta.get("seen_subjects", {}))
+    up = Upsampler.load(name)
+    if up.model is None:
+        return Method(lambda lr, t1, shape: resample(lr, shape), upsampler=up)
+    return model_method(up)
+
+
+def parse_methods(spec: str) -> dict[str, Method]:
+    """``"tricubic,dcsrn=runs/dcsrn,csr-dmri-cpu"`` -> label -> Method (a label is the text
+    before ``=``, else the name itself)."""
+    methods = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if item:
+            label, _, name = item.rpartition("=")
+            label = label or name
+            if label in methods:
+                raise InputError(f"--models names {label!r} twice")
+            methods[label] = resolve_method(name)
+    if not methods:
+        raise InputError("--models names no method")
+    return methods
 
 
 @dataclass
@@ -76,6 +99,19 @@ class Scores:
             "ssim_std": float(s.std()),
             "patches": len(p),
         }
+
+
+def refuse_seen(paths: DatasetPaths, methods: dict[str, Method]) -> None:
+    """Refuse a dataset whose DWI file trained or selected one of the methods (by content)."""
+    if not any(m.seen for m in methods.values()):
+        return
+    digest = file_digest(paths.dwi)
+    for label, method in methods.items():
+        if digest in method.seen:
+            raise InputError(
+                f"{paths.dwi} is subject {method.seen[digest]!r} that trained or selected "
+                f"{label}: evaluating on it is refused (use held-out subjects)"
+            )
 
 
 def cohort_split(cohort: Path, split: str) -> list[str]:
@@ -100,20 +136,19 @@ def paper_protocol(
     seed: int = 0,
     split: str = "test",
     progress: Callable[[str], None] | None = None,
+    examples: dict[float, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[float, Scores]]:
-    """Scores of each method at each scale on the paper's patch protocol."""
+    """Scores of each method at each scale on the paper's patch protocol.
+
+    ``examples``, when given, receives the first patch of the first subject at each scale:
+    scale -> {"HR": (n, n, n), "LR": (L, L, L), label: (n, n, n) for each method}, S/S0.
+    """
     results = {m: {s: Scores([], []) for s in scales} for m in methods}
     need_t1 = any(method.uses_t1 for method in methods.values())
     subjects = cohort_split(cohort, split)
     for index, name in enumerate(subjects):
         paths = find_dataset(Path(cohort) / name)
-        digest = file_digest(paths.dwi) if any(m.seen for m in methods.values()) else None
-        for label, method in methods.items():
-            if digest in method.seen:
-                raise InputError(
-                    f"{paths.dwi} is subject {method.seen[digest]!r} that trained or selected "
-                    f"{label}: evaluating on it is refused (use held-out subjects)"
-                )
+        refuse_seen(paths, methods)
         series = load_dwi(paths)
         mask = series_mask(series)
         reciprocal = b0_reciprocal(mean_b0(series), mask)
@@ -123,7 +158,7 @@ def paper_protocol(
         rng = np.random.default_rng([seed, index])
         origins = patch_origins(mask, patches_per_subject, rng)
         volumes = rng.choice(shell_indices(series.gtab), size=len(origins))
-        for origin, volume in zip(origins, volumes, strict=True):
+        for number, (origin, volume) in enumerate(zip(origins, volumes, strict=True)):
             box = tuple(slice(int(o), int(o) + PATCH) for o in origin)
             patch = (series.data[(*box, volume)] * reciprocal[box]).astype(np.float64)
             for s in scales:
@@ -135,6 +170,8 @@ def paper_protocol(
                     sr = method.fn(lr, t1_lr if method.uses_t1 else None, hr.shape)
                     results[m][s].psnr.append(psnr(hr, sr))
                     results[m][s].ssim.append(ssim(hr, sr))
+                    if examples is not None and index == 0 and number == 0:
+                        examples.setdefault(s, {"HR": hr, "LR": lr})[m] = sr
         if progress:
             progress(name)
     return results

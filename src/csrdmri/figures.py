@@ -72,21 +72,42 @@ def comparison(
             raise InputError(f"{path} does not cover the same field of view as {reference}")
     shape = max((image.shape for image in panels.values()), key=np.prod)
     panels = {n: im if im.shape == shape else resample(im, shape, order=0) for n, im in panels.items()}
-    ref = panels.get("truth", next(iter(panels.values())))
-    vmax = float(np.percentile(ref, 99.5))
     k = round(height * (shape[2] - 1))
+    slices = {name: image[:, :, k] for name, image in panels.items()}
+    return panel_grid(slices, out, "truth" if truth is not None else None)
+
+
+def panel_grid(
+    images: dict[str, np.ndarray],
+    out: Path,
+    truth: str | None = None,
+    vmax: float | None = None,
+    error_vmax: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG of 2D images (x, y) side by side, shown in the radiological layout; with
+    ``truth`` (the label of one of them, drawn last), a second row holds every other image's
+    |difference| from it. ``vmax`` defaults to the reference's 99.5th percentile and
+    ``error_vmax`` to a quarter of ``vmax``. Returns ``out``."""
+    if truth is not None:
+        images = {**{n: im for n, im in images.items() if n != truth}, truth: images[truth]}
+    ref = images[truth] if truth is not None else next(iter(images.values()))
+    vmax = float(np.percentile(ref, 99.5)) if vmax is None else vmax
+    error_vmax = vmax / 4 if error_vmax is None else error_vmax
     rows = 2 if truth is not None else 1
-    fig = Figure(figsize=(3.6 * len(panels), 3.9 * rows))
-    axes = np.asarray(fig.subplots(rows, len(panels))).reshape(rows, len(panels))
-    for column, (name, image) in enumerate(panels.items()):
-        axes[0, column].imshow(np.rot90(image[:, :, k]), cmap="gray", vmin=0, vmax=vmax)
+    fig = Figure(figsize=(3.6 * len(images), 3.9 * rows))
+    axes = np.asarray(fig.subplots(rows, len(images))).reshape(rows, len(images))
+    for column, (name, image) in enumerate(images.items()):
+        axes[0, column].imshow(np.rot90(image), cmap="gray", vmin=0, vmax=vmax)
         axes[0, column].set_title(name, fontsize=10)
-        if truth is not None and name != "truth":
-            error = np.abs(image - panels["truth"])[:, :, k]
-            axes[1, column].imshow(np.rot90(error), cmap="magma", vmin=0, vmax=vmax / 4)
-            axes[1, column].set_title("|error|", fontsize=9)
+        if truth is not None and name != truth:
+            error = np.abs(image - images[truth])
+            axes[1, column].imshow(np.rot90(error), cmap="magma", vmin=0, vmax=error_vmax)
+            axes[1, column].set_title(f"|error|, mean {error.mean():.3g}", fontsize=9)
         for ax in axes[:, column]:
             ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)
