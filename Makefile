@@ -16,7 +16,7 @@ demo: setup
 	$(BIN)/csrdmri demo --out $(OUT)/demo
 	$(BIN)/csrdmri phantom --out $(OUT)/phantom --subjects 3 --seed 0
 	$(BIN)/csrdmri figure $(OUT)/phantom/phantom000 --out $(OUT)/phantom000.png
-	$(BIN)/csrdmri evaluate --data $(OUT)/phantom --out $(OUT)/evaluation
+	$(BIN)/csrdmri evaluate --data $(OUT)/phantom --directions 12 --out $(OUT)/evaluation
 	@if [ -d "$(REAL)" ]; then \
 	  set -e; \
 	  echo "$(BIN)/csrdmri info $(REAL)"; $(BIN)/csrdmri info $(REAL); \

@@ -9,15 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_RUN, assert_user_error, run
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from csrdmri import evaluate
+from csrdmri.checkpoint import save_checkpoint
 from csrdmri.errors import InputError
 from csrdmri.layout import find_dataset
 from csrdmri.metrics import psnr, ssim
+from csrdmri.models import build_model
 from csrdmri.patches import central_crop, degrade, hr_size, patch_origins
 from csrdmri.resample import resample
+from csrdmri.tiling import as_input
 from csrdmri.train import train
 
 
@@ -94,7 +98,12 @@ def test_kspace_degradation_samples_band_limited_signals_at_lr_voxel_centres(n):
 
 def test_protocol_is_deterministic_and_ranks_methods(small_cohort):
     tricubic = evaluate.resolve_method("tricubic")
-    nearest = evaluate.Method(lambda lr, t1, shape: resample(lr, shape, order=0))
+
+    class Nearest(evaluate.Method):
+        def patch(self, lr, t1, shape):
+            return resample(lr, shape, order=0)
+
+    nearest = Nearest()
     scales = (2.0, 3.0, 4.0, 2.4)
     methods = {"tricubic": tricubic, "nearest": nearest}
     first = evaluate.paper_protocol(small_cohort, methods, scales, patches_per_subject=4)
@@ -188,3 +197,27 @@ def test_evaluating_on_a_subject_that_trained_the_model_is_refused(small_cohort,
     (other / "cohort.json").write_text(json.dumps({"split": {"test": ["copy"]}}))
     args[1] = other
     assert_user_error(run("evaluate", *args), "evaluating on it is refused")
+
+
+def test_fixed_scale_models_serve_other_scales_as_the_paper(tmp_path):
+    """DCSRN trained at 2× and at 3×, joined: 2× from the 2× model, 3×, 2.4× and 4× from the 3×
+    model (its 30³ output resampled); joining other models is refused."""
+    paths = {}
+    for scale in (2.0, 3.0):
+        torch.manual_seed(int(scale))
+        config = {"architecture": "dcsrn", "scale": scale}
+        paths[scale] = tmp_path / f"dcsrn-x{scale:g}.safetensors"
+        meta = {"model": config, "training": {"scale_range": [scale, scale]}}
+        save_checkpoint(paths[scale], build_model(config).eval(), meta)
+    method = evaluate.resolve_method(f"{paths[2.0]}+{paths[3.0]}")
+    assert [method.at(s).checkpoint for s in (2.0, 3.0, 2.4, 4.0)] == [paths[2.0]] + [paths[3.0]] * 3
+    lr = np.random.default_rng(0).random((10, 10, 10))
+    three = method.at(3.0).model
+    with torch.no_grad():
+        at3 = three(as_input(lr), None, (30, 30, 30))[0, 0].double().numpy()
+    np.testing.assert_allclose(method.patch(lr, None, (30, 30, 30)), at3)
+    np.testing.assert_allclose(method.patch(lr, None, (24, 24, 24)), resample(at3, (24, 24, 24)), atol=1e-5)
+    with pytest.raises(InputError, match="can be joined"):
+        evaluate.resolve_method(f"{paths[2.0]}+csr-dmri-cpu")
+    with pytest.raises(InputError, match="can be joined"):
+        evaluate.resolve_method(f"{paths[2.0]}+{paths[2.0]}")

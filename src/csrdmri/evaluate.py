@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,48 +28,75 @@ from csrdmri.resample import resample
 from csrdmri.tiling import as_input
 
 
+def training_scale(up: Upsampler) -> float | None:
+    """The one scale a model was trained at (``scale_range`` (s, s)); None for tricubic and for
+    models trained on a range of scales."""
+    low, high = up.meta.get("training", {}).get("scale_range", (None, None))
+    return float(low) if low is not None and low == high else None
+
+
 @dataclass(frozen=True)
 class Method:
-    """An upsampler under evaluation.
+    """A method under evaluation: tricubic, a trained model, or fixed-scale models of one
+    architecture trained at different scales.
 
-    ``fn(lr (L, L, L), t1_lr or None, shape) -> (*shape)`` runs it on one patch (S/S0);
-    ``upsampler`` runs it on whole series (:mod:`csrdmri.infer`); ``meta`` is its checkpoint
-    metadata (model and training configuration; empty for tricubic).
+    Fixed-scale models serve a scale as the paper does: the model trained at that scale, else
+    the one trained at the largest scale, its output resampled (e.g. the 3× model for 2.4× and 4×).
     """
 
-    fn: Callable[[np.ndarray, np.ndarray | None, tuple[int, int, int]], np.ndarray]
-    uses_t1: bool = False
-    #: DWI file digests (→ subject name) the model was trained or selected on: never evaluated.
-    seen: dict[str, str] = field(default_factory=dict)
-    upsampler: Upsampler = field(default_factory=lambda: Upsampler("tricubic"))
-    meta: dict = field(default_factory=dict)
+    upsamplers: tuple[Upsampler, ...] = (Upsampler("tricubic"),)
 
+    def at(self, scale: float) -> Upsampler:
+        """The upsampler that serves ``scale``."""
+        if len(self.upsamplers) == 1:
+            return self.upsamplers[0]
+        by_scale = {training_scale(up): up for up in self.upsamplers}
+        exact = [s for s in by_scale if abs(s - scale) < 1e-6]
+        return by_scale[exact[0] if exact else max(by_scale)]
 
-def model_method(up: Upsampler) -> Method:
-    """Wrap a trained model (eval mode, no gradients, float32 on the CPU)."""
-    model = up.model.eval()
-    uses_t1 = up.uses_t1
+    @property
+    def uses_t1(self) -> bool:
+        return any(up.uses_t1 for up in self.upsamplers)
+
+    @property
+    def seen(self) -> dict[str, str]:
+        """DWI file digests (→ subject name) that trained or selected it: never evaluated on."""
+        return {k: v for up in self.upsamplers for k, v in up.meta.get("seen_subjects", {}).items()}
+
+    @property
+    def meta(self) -> dict:
+        """Checkpoint metadata (model and training configuration; empty for tricubic)."""
+        return self.upsamplers[0].meta
 
     @torch.no_grad()
-    def fn(lr: np.ndarray, t1: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
-        out = model(as_input(lr), as_input(t1) if uses_t1 else None, shape)
+    def patch(self, lr: np.ndarray, t1: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+        """Super-resolve one LR patch (L, L, L) of S/S0 onto ``shape`` (float32 on the CPU)."""
+        up = self.at(shape[0] / lr.shape[0])
+        if up.model is None:
+            return resample(lr, shape)
+        out = up.model(as_input(lr), as_input(t1) if up.uses_t1 else None, shape)
         return out[0, 0].double().numpy()
-
-    return Method(fn, uses_t1, up.meta.get("seen_subjects", {}), up, up.meta)
 
 
 def resolve_method(name: str) -> Method:
-    """``tricubic``, a shipped model, a checkpoint (``.safetensors``) or a run folder (its
-    best, else its last checkpoint)."""
-    up = Upsampler.load(name)
-    if up.model is None:
-        return Method(lambda lr, t1, shape: resample(lr, shape), upsampler=up)
-    return model_method(up)
+    """``tricubic``, a shipped model, a checkpoint (``.safetensors``) or a run folder (its best,
+    else its last checkpoint); or fixed-scale models of one architecture joined by ``+``
+    (``runs/dcsrn-x2+runs/dcsrn-x3``)."""
+    ups = tuple(Upsampler.load(part.strip()) for part in name.split("+"))
+    if len(ups) > 1:
+        scales = [training_scale(up) for up in ups]
+        architectures = {up.meta["model"]["architecture"] if up.model else None for up in ups}
+        if None in scales or len(architectures) > 1 or len(set(scales)) < len(scales):
+            raise InputError(
+                f"{name}: only fixed-scale models of one architecture, each trained at another "
+                "scale, can be joined with '+'"
+            )
+    return Method(ups)
 
 
 def parse_methods(spec: str) -> dict[str, Method]:
-    """``"tricubic,dcsrn=runs/dcsrn,csr-dmri-cpu"`` -> label -> Method (a label is the text
-    before ``=``, else the name itself)."""
+    """``"tricubic,dcsrn=runs/dcsrn-x2+runs/dcsrn-x3,csr-dmri-cpu"`` -> label -> Method (a
+    label is the text before ``=``, else the name itself)."""
     methods = {}
     for item in (part.strip() for part in spec.split(",")):
         if item:
@@ -167,7 +194,7 @@ def paper_protocol(
                 lr = degrade(hr)
                 t1_lr = degrade(central_crop(t1[box], n)) if t1 is not None else None
                 for m, method in methods.items():
-                    sr = method.fn(lr, t1_lr if method.uses_t1 else None, hr.shape)
+                    sr = method.patch(lr, t1_lr, hr.shape)
                     results[m][s].psnr.append(psnr(hr, sr))
                     results[m][s].ssim.append(ssim(hr, sr))
                     if examples is not None and index == 0 and number == 0:

@@ -267,16 +267,17 @@ def write_report(
         "|---|---|---|---|",
     ]
     for label, method in methods.items():
-        model = method.meta.get("model", {"architecture": "tricubic"})
-        training = method.meta.get("training", {})
-        trained = (
-            f"{training['epochs']} epochs, scales {training['scale_range']}, fft_weight "
-            f"{training['fft_weight']:g}"
-            if training
-            else "–"
-        )
-        arch = ", ".join(f"{k}={v}" for k, v in model.items())
-        md.append(f"| {label} | {method.upsampler.checkpoint or 'tricubic'} | {arch} | {trained} |")
+        for up in method.upsamplers:
+            model = up.meta.get("model", {"architecture": "tricubic"})
+            training = up.meta.get("training")
+            trained = (
+                f"{training['model']}, {training['epochs']} epochs, scales {training['scale_range']}, "
+                f"fft_weight {training['fft_weight']:g}"
+                if training
+                else "–"
+            )
+            arch = ", ".join(f"{k}={v}" for k, v in model.items())
+            md.append(f"| {label} | {up.checkpoint or 'tricubic'} | {arch} | {trained} |")
     md += [
         "",
         "## Table 1: paper protocol",
@@ -339,7 +340,11 @@ def write_report(
         "csrdmri_version": __version__,
         "protocol": protocol,
         "methods": {
-            label: {"source": str(m.upsampler.checkpoint or "tricubic"), "model": m.meta.get("model")}
+            label: {
+                "sources": [str(up.checkpoint or "tricubic") for up in m.upsamplers],
+                "models": [up.meta.get("model") for up in m.upsamplers],
+                "trainings": [up.meta.get("training") for up in m.upsamplers],
+            }
             for label, m in methods.items()
         },
         "paper_protocol": {

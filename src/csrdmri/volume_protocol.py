@@ -163,7 +163,7 @@ def volume_protocol(
         )
         t1 = None
         for label, method in methods.items():
-            up = method.upsampler
+            up = method.at(scale)
             if up.uses_t1 and series.paths.t1 is None:
                 case.skipped[label] = "needs a T1w; the dataset has none"
                 continue
