@@ -166,6 +166,8 @@ def volume_protocol(
             up = method.at(scale)
             if up.uses_t1 and series.paths.t1 is None:
                 case.skipped[label] = "needs a T1w; the dataset has none"
+                if progress:
+                    progress(f"{dataset} {scale:g}× {label} (skipped)")
                 continue
             if up.uses_t1 and t1 is None:
                 t1 = t1_on_dwi_grid(series.paths.t1, lr, mask_lr)
