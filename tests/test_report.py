@@ -50,5 +50,5 @@ def test_tables_put_measured_rows_beside_the_papers_and_rank_them():
     assert "| M2 (paper) | × | ✓ | × | – | HCP (published) | 27.05 / 0.9444 | 26.96 / 0.9408 |" in second
     assert table2({"tri": results["tri"]}, methods, "phantom") == ""  # no ablation measured
     order = ranking(results, methods)
-    assert "| 2× | CSR-dMRI (26.00) > Bicubic (25.00) | CSR-dMRI > Bicubic | yes |" in order
-    assert "| 2.4× | Bicubic (24.00) > CSR-dMRI (23.00) | CSR-dMRI > Bicubic | no |" in order
+    assert "| 2× | CSR-dMRI (mine, 26.00) > Bicubic (tri, 25.00) | CSR-dMRI > Bicubic | yes |" in order
+    assert "| 2.4× | Bicubic (tri, 24.00) > CSR-dMRI (mine, 23.00) | CSR-dMRI > Bicubic | no |" in order

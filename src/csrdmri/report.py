@@ -130,21 +130,21 @@ def table2(results: dict[str, dict[float, Scores]], methods: dict[str, Method], 
 def ranking(results: dict[str, dict[float, Scores]], methods: dict[str, Method]) -> str:
     """Per scale, the Table 1 methods ordered by mean PSNR, and whether that is the paper's
     order (CSR-dMRI > ArSSR > ResCNN3D > DCSRN > Bicubic, restricted to the rows measured).
-    A row measured by several methods is ranked by its best."""
+    A row measured by several methods is represented by the first of them in ``results``."""
     scales = ordered_scales([s for per_scale in results.values() for s in per_scale])
     lines = ["| scale | measured order (PSNR, best first) | paper's order | same? |", "|---|---|---|---|"]
     for s in scales:
-        best: dict[str, tuple[float, str]] = {}
+        first: dict[str, tuple[float, str]] = {}
         for label, per_scale in results.items():
             row = paper_row(methods[label]) if label in methods else None
             value = per_scale[s].summary()["psnr_mean"]
-            if row is not None and (row not in best or value > best[row][0]):
-                best[row] = (value, label)
-        if len(best) < 2:
+            if row is not None and row not in first:
+                first[row] = (value, label)
+        if len(first) < 2:
             continue
-        measured = sorted(best, key=lambda r: -best[r][0])
-        paper = sorted(best, key=lambda r: -TABLE1[r][s][0]) if all(s in TABLE1[r] for r in best) else []
-        text = " > ".join(f"{PAPER_NAMES[r]} ({best[r][0]:.2f})" for r in measured)
+        measured = sorted(first, key=lambda r: -first[r][0])
+        paper = sorted(first, key=lambda r: -TABLE1[r][s][0]) if all(s in TABLE1[r] for r in first) else []
+        text = " > ".join(f"{PAPER_NAMES[r]} ({first[r][1]}, {first[r][0]:.2f})" for r in measured)
         paper_text = " > ".join(PAPER_NAMES[r] for r in paper) or "–"
         same = "yes" if measured == paper else ("no" if paper else "–")
         lines.append(f"| {s:g}× | {text} | {paper_text} | {same} |")
