@@ -7,7 +7,7 @@ import pytest
 from dipy.core.gradients import gradient_table
 from dipy.sims.voxel import single_tensor
 
-from csrdmri.dti import dti_errors, tensor_maps
+from csrdmri.dti import MD_MAX, dti_errors, tensor_maps
 
 EVALS = np.array([1.7e-3, 0.3e-3, 0.3e-3])  # mm²/s: FA ≈ 0.80, MD ≈ 7.7e-4
 
@@ -57,3 +57,14 @@ def test_white_matter_comes_from_the_reference(gtab):
     isotropic = tensor_maps(series(gtab, evals=np.full(3, 0.8e-3)), gtab, mask)
     with pytest.raises(ValueError, match="no white matter"):
         dti_errors(isotropic, tensor_maps(series(gtab), gtab, mask))
+
+
+def test_a_diverging_fit_counts_as_free_water_at_most(gtab):
+    """A voxel whose DWIs are all 0 (a real scan's dropout) fits to an absurd MD; it is clipped
+    to MD_MAX so that it cannot dominate the mean error."""
+    mask = np.ones((4, 4, 3), bool)
+    data = series(gtab)
+    data[0, 0, 0, 2:] = 0.0
+    maps = tensor_maps(data, gtab, mask)
+    assert maps.md[0, 0, 0] == MD_MAX
+    assert maps.md[1, 1, 1] == pytest.approx(EVALS.mean(), rel=1e-3)

@@ -18,6 +18,10 @@ from dipy.reconst.dti import TensorModel
 
 #: Reference FA above which a brain voxel counts as white matter.
 WM_FA = 0.3
+#: Largest MD kept (mm²/s): above free water's diffusivity at body temperature (3.0e-3), an MD is
+#: a diverging fit (a DWI sample at or near 0 in a real scan), not tissue. MD is clipped to it so
+#: that a handful of such voxels (MD up to 1e3 mm²/s seen) cannot dominate a mean error.
+MD_MAX = 4e-3
 
 
 @dataclass
@@ -31,9 +35,11 @@ class TensorMaps:
 
 
 def tensor_maps(data: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> TensorMaps:
-    """Fit DTI to ``data`` (X, Y, Z, V), in any intensity units, inside ``mask`` (X, Y, Z)."""
+    """Fit DTI to ``data`` (X, Y, Z, V), in any intensity units, inside ``mask`` (X, Y, Z); MD
+    clipped to [0, ``MD_MAX``]."""
     fit = TensorModel(gtab).fit(np.maximum(data, 0), mask=mask)
-    return TensorMaps(np.nan_to_num(fit.fa), np.nan_to_num(fit.md), np.nan_to_num(fit.evecs[..., 0]), mask)
+    md = np.clip(np.nan_to_num(fit.md), 0.0, MD_MAX)
+    return TensorMaps(np.nan_to_num(fit.fa), md, np.nan_to_num(fit.evecs[..., 0]), mask)
 
 
 def dti_errors(reference: TensorMaps, estimate: TensorMaps) -> dict[str, float]:

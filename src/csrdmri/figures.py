@@ -84,11 +84,13 @@ def panel_grid(
     vmax: float | None = None,
     error_vmax: float | None = None,
     title: str | None = None,
+    region: np.ndarray | None = None,
 ) -> Path:
     """Write a PNG of 2D images (x, y) side by side, shown in the radiological layout; with
     ``truth`` (the label of one of them, drawn last), a second row holds every other image's
-    |difference| from it. ``vmax`` defaults to the reference's 99.5th percentile and
-    ``error_vmax`` to a quarter of ``vmax``. Returns ``out``."""
+    |difference| from it, titled with its mean over ``region`` (bool, default everywhere).
+    ``vmax`` defaults to the reference's 99.5th percentile and ``error_vmax`` to a quarter of
+    ``vmax``. Returns ``out``."""
     if truth is not None:
         images = {**{n: im for n, im in images.items() if n != truth}, truth: images[truth]}
     ref = images[truth] if truth is not None else next(iter(images.values()))
@@ -103,7 +105,8 @@ def panel_grid(
         if truth is not None and name != truth:
             error = np.abs(image - images[truth])
             axes[1, column].imshow(np.rot90(error), cmap="magma", vmin=0, vmax=error_vmax)
-            axes[1, column].set_title(f"|error|, mean {error.mean():.3g}", fontsize=9)
+            mean = error[region].mean() if region is not None else error.mean()
+            axes[1, column].set_title(f"|error|, mean {mean:.3g}", fontsize=9)
         for ax in axes[:, column]:
             ax.axis("off")
     if title:

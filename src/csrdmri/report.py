@@ -210,7 +210,8 @@ def patch_figure(example: dict[str, np.ndarray], scale: float, out: Path) -> Pat
 
 def volume_figures(case: VolumeCase, folder: Path, stem: str) -> tuple[Path, Path]:
     """Fig. 2 style on a whole volume (S/S0 of its first b ≈ 1000 volume) and the FA maps,
-    each with |error| maps against the truth; the same axial slice (the brain's middle)."""
+    each with |error| maps against the truth (mean errors over the brain); the same axial
+    slice (the brain's middle)."""
     k = _middle(case.truth, case.mask)
     brain = case.mask[:, :, k]
     images = {"LR (nearest)": resample(case.lr, case.truth.shape, order=0)[:, :, k] * brain}
@@ -218,10 +219,10 @@ def volume_figures(case: VolumeCase, folder: Path, stem: str) -> tuple[Path, Pat
     images["truth"] = case.truth[:, :, k] * brain
     where = f"{case.dataset}, {case.scale:g}×, axial slice {k}"
     vmax = float(np.percentile(case.truth[case.mask], 99.5))
-    sr = panel_grid(images, folder / f"{stem}.png", "truth", vmax=vmax, title=f"S/S0: {where}")
+    sr = panel_grid(images, folder / f"{stem}.png", "truth", vmax=vmax, title=f"S/S0: {where}", region=brain)
     fa = {label: s.fa[:, :, k] for label, s in case.methods.items()}
     fa["truth"] = case.truth_fa[:, :, k]
-    fa_path = panel_grid(fa, folder / f"{stem}-fa.png", "truth", 1.0, 0.25, title=f"DTI FA: {where}")
+    fa_path = panel_grid(fa, folder / f"{stem}-fa.png", "truth", 1.0, 0.25, f"DTI FA: {where}", brain)
     return sr, fa_path
 
 
