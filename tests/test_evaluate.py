@@ -146,6 +146,7 @@ def test_evaluate_command_writes_the_whole_report(small_cohort, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| tricubic | phantom (test, 1 subject × 2 patches)" in result.stdout
     assert "| Bicubic (paper) | HCP (published) | 25.89 / 0.9075 | 24.63 / 0.8778 |" in result.stdout
+    assert "| with-t1 | 2× | 36×44×36 → 72×87×72 | tiny |" in result.stdout  # real-scan table
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["paper_protocol"]["tricubic"]) == {"2", "2.4"}
     assert saved["paper_protocol"]["tiny"]["2"]["patches"] == 2

@@ -408,7 +408,7 @@ def run_report(
 ) -> str:
     """Run the paper protocol and the first ``volume_subjects`` subjects' whole-volume protocol
     on the ``split`` of ``cohort`` (if given), the degradation-based protocol on the ``real``
-    scans, and write the report into ``out`` (if given). Returns Table 1 (markdown)."""
+    scans, and write the report into ``out`` (if given). Returns the tables (markdown)."""
     subjects = cohort_split(cohort, split) if cohort is not None else []
     scans = real_datasets(real)
     volume_names = subjects[:volume_subjects]
@@ -435,7 +435,8 @@ def run_report(
             real_cases += volume_protocol(name, series, methods, real_scales, options, progress)
     plural = "s" if len(subjects) != 1 else ""
     data_label = f"phantom ({split}, {len(subjects)} subject{plural} × {patches} patches)"
-    first = table1(results, methods, data_label) if results else ""
+    tables = [table1(results, methods, data_label)] if results else []
+    tables += [f(cases) for cases in (volume_cases, real_cases) if cases for f in (volume_table, dti_table)]
     if out is not None:
         protocol = {
             "data": str(cohort) if cohort is not None else None,
@@ -450,4 +451,4 @@ def run_report(
             "real_scales": list(real_scales),
         }
         write_report(out, command, protocol, methods, results, data_label, examples, volume_cases, real_cases)
-    return first
+    return "\n\n".join(tables)
