@@ -168,6 +168,16 @@ def test_evaluate_command_writes_the_whole_report(small_cohort, tmp_path):
         assert f"figures/{name}.png" in report
 
 
+def test_evaluate_real_scans_only(small_cohort, tmp_path):
+    scan = scan_copy(small_cohort / "phantom001", tmp_path / "scan", False)
+    out = tmp_path / "report"
+    result = run("evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "## Real scans (degradation-based)" in report and "Table 1" not in report
+    assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
+
+
 def test_evaluate_command_refusals(small_cohort, tmp_path):
     bad = run("evaluate", "--data", tmp_path, "--scales", "2")
     assert_user_error(bad, "no cohort.json")

@@ -279,25 +279,26 @@ def write_report(
             )
             arch = ", ".join(f"{k}={v}" for k, v in model.items())
             md.append(f"| {label} | {up.checkpoint or 'tricubic'} | {arch} | {trained} |")
-    md += [
-        "",
-        "## Table 1: paper protocol",
-        "",
-        f"{data_label}; 40³ patches inside the brain, HR crop (10·s)³, LR 10³ by tricubic "
-        "downsampling; mean ± sd over patches.",
-        "",
-        table1(patch_results, methods, data_label),
-        "",
-        ranking(patch_results, methods),
-        "",
-    ]
-    second = table2(patch_results, methods, data_label)
-    if second:
-        md += ["## Table 2: ablations", "", second, ""]
-    md += ["## Figures (paper protocol)", ""]
-    for s in ordered_scales(list(examples)):
-        path = patch_figure(examples[s], s, figures / f"patch-{s:g}x.png")
-        md.append(f"![{s:g}× patch]({path.relative_to(out)})")
+    if patch_results:
+        md += [
+            "",
+            "## Table 1: paper protocol",
+            "",
+            f"{data_label}; 40³ patches inside the brain, HR crop (10·s)³, LR 10³ by tricubic "
+            "downsampling; mean ± sd over patches.",
+            "",
+            table1(patch_results, methods, data_label),
+            "",
+            ranking(patch_results, methods),
+            "",
+        ]
+        second = table2(patch_results, methods, data_label)
+        if second:
+            md += ["## Table 2: ablations", "", second, ""]
+        md += ["## Figures (paper protocol)", ""]
+        for s in ordered_scales(list(examples)):
+            path = patch_figure(examples[s], s, figures / f"patch-{s:g}x.png")
+            md.append(f"![{s:g}× patch]({path.relative_to(out)})")
     for kind, title, cases, note in (
         (
             "volume",
