@@ -3,18 +3,29 @@ of upsampled series."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from dipy.reconst.dti import TensorModel
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+from PIL import Image
 
 from csrdmri.errors import InputError
 from csrdmri.io import atomic_path, load_dwi, load_image
 from csrdmri.layout import DatasetPaths
 from csrdmri.preprocess import mean_b0, series_mask, shell_indices, t1_on_dwi_grid
 from csrdmri.resample import resample
+
+
+def save_png(fig: Figure, out: Path) -> None:
+    """Write ``fig`` atomically as a 256-colour PNG (110 dpi): noisy image panels compress about
+    three times better than in full colour, with no visible change."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    with atomic_path(out) as tmp:
+        Image.open(buffer).convert("RGB").quantize(256).save(tmp, format="PNG", optimize=True)
 
 
 def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | None = None) -> Path:
@@ -44,8 +55,7 @@ def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | 
         ax.axis("off")
     fig.suptitle(title or f"{paths.dwi} (axial slice {z})", fontsize=9)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_png(fig, out)
     return out
 
 
@@ -112,6 +122,5 @@ def panel_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_png(fig, out)
     return out
