@@ -1,10 +1,11 @@
-"""The paper's evaluation protocol on a cohort (Tables 1 and 2).
+"""Methods under evaluation (``--models``), and the paper's patch protocol (Tables 1 and 2).
 
 Per subject of the chosen split (the test split by default): ``n`` 40³ patches inside the brain
 and one b≈1000 volume per patch, drawn from ``numpy.random.default_rng([seed, subject index])``
 so every method sees the same patches. For each scale ``s``: HR = the central (10·s)³ crop of the
 b0-normalised patch, LR = its tricubic downsampling to 10³ (:mod:`csrdmri.patches`), SR = the
 method's output on the HR grid; PSNR and SSIM (:mod:`csrdmri.metrics`) of SR against HR.
+Whole volumes are :mod:`csrdmri.volume_protocol`; the report is :mod:`csrdmri.report`.
 """
 
 from __future__ import annotations
