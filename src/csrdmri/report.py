@@ -159,7 +159,7 @@ def volume_table(cases: list[VolumeCase]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for case in cases:
-        base = next((v for k, v in case.methods.items() if k == "tricubic"), None)
+        base = case.methods.get("tricubic")
         grids = f"{'×'.join(map(str, case.lr_shape))} → {'×'.join(map(str, case.hr_shape))}"
         for label, scores in case.methods.items():
             summary = scores.summary()
