@@ -12,10 +12,12 @@ from conftest import TINY_INR, assert_user_error, real_scan, run
 from dipy.io import read_bvals_bvecs
 
 from csrdmri.checkpoint import save_checkpoint
+from csrdmri.errors import InputError
+from csrdmri.grid import source_index
 from csrdmri.models import build_model
 from csrdmri.preprocess import brain_mask
 from csrdmri.resample import resample
-from csrdmri.tiling import decode_volume
+from csrdmri.tiling import decode_volume, encoder_halo, plan_tiles
 
 
 def tiny_model(coord: str = "local", residual: bool = True, use_t1: bool = True):
@@ -36,26 +38,57 @@ def checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("shape", "tile"), [((46, 45, 14), 6), ((31, 40, 21), 5), ((35, 19, 21), 4), ((23, 19, 14), 64)]
+    ("shape", "tile"), [((80, 59, 28), 20), ((61, 45, 35), 24), ((70, 29, 21), 25), ((46, 38, 20), 130)]
 )
 @pytest.mark.parametrize("residual", [True, False])
 def test_tiled_decoding_equals_the_untiled_model(shape, tile, residual):
     model, _ = tiny_model(residual=residual)
     rng = np.random.default_rng(0)
-    lr = rng.random((23, 19, 14)).astype(np.float32)
+    lr = rng.random((40, 30, 14)).astype(np.float32)
     t1 = rng.random(lr.shape).astype(np.float32)
     with torch.no_grad():
         untiled = model(torch.from_numpy(lr)[None, None], torch.from_numpy(t1)[None, None], shape)[0, 0]
+    owners = [np.floor(source_index(n, m) + 0.5) for n, m in zip(lr.shape, shape, strict=True)]
+    assert (len(plan_tiles(owners, None, lr.shape, tile, encoder_halo(model))) > 1) == (tile < 130)
     out = resample(lr, shape).astype(np.float32)
     decode_volume(model, lr, t1, out, tile=tile, chunk=997)
     np.testing.assert_allclose(out, untiled.numpy(), rtol=1e-5, atol=2e-6)
     # Only the selected voxels are decoded; the others keep what ``out`` held.
     where = np.zeros(shape, bool)
     where[5:20, 10:30, 3:9] = True
+    where[40:60:3, 2:20, 10:] = True
     partial = resample(lr, shape).astype(np.float32)
     decode_volume(model, lr, t1, partial, where, tile=tile)
     np.testing.assert_allclose(partial[where], untiled.numpy()[where], rtol=1e-5, atol=2e-6)
     np.testing.assert_array_equal(partial[~where], resample(lr, shape).astype(np.float32)[~where])
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "halo"), [((128, 128, 82), 130, 17), ((145, 174, 145), 130, 17), ((40, 30, 14), 20, 9)]
+)
+def test_tiles_cover_the_brain_within_the_memory_bound(shape, tile, halo):
+    """Cores partition the bounding box of the selected voxels' owners, every tile (core + halo,
+    clipped) holds at most tile³ voxels, and a volume that fits in one tile gets one tile."""
+    owners = [np.floor(source_index(n, 2 * n) + 0.5).astype(int) for n in shape]
+    where = np.zeros([2 * n for n in shape], bool)
+    lo, hi = [n // 2 for n in shape], [n + n // 2 for n in shape]  # the middle half of the HR grid
+    where[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
+    cores = plan_tiles(owners, where, shape, tile, halo)
+    covered = np.zeros(shape, int)
+    for core in cores:
+        covered[core] += 1
+        size = [min(c.stop + halo, n) - max(c.start - halo, 0) for c, n in zip(core, shape, strict=True)]
+        assert np.prod(size) <= tile**3
+    box = tuple(slice(int(o[a]), int(o[b - 1]) + 1) for o, a, b in zip(owners, lo, hi, strict=True))
+    assert (covered[box] == 1).all() and covered.sum() == covered[box].sum()
+    fits = np.prod([min(b.stop + halo, n) - max(b.start - halo, 0) for b, n in zip(box, shape, strict=True)])
+    assert (len(cores) == 1) == (fits <= tile**3)
+
+
+def test_tiles_need_room_beside_the_halo():
+    owners = [np.arange(10)] * 3
+    with pytest.raises(InputError, match="twice the model's halo of 9"):
+        plan_tiles(owners, None, (10, 10, 10), 18, 9)
 
 
 def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
@@ -84,7 +117,7 @@ def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     np.testing.assert_allclose(a[corner], b[corner], rtol=1e-6)
     # Tiling does not change the result; --outside zero zeroes what lies outside the mask.
     tiled = tmp_path / "tiled.nii.gz"
-    args = ["--scale", "1.5", "--model", checkpoint, "--tile", "24", "--outside", "zero", "--out", tiled]
+    args = ["--scale", "1.5", "--model", checkpoint, "--tile", "60", "--outside", "zero", "--out", tiled]
     assert run("upsample", subject, *args).exit_code == 0
     c = nib.load(tiled).get_fdata(dtype=np.float32)
     inside = (c != 0).any(axis=-1)  # the decoded region (outside it: zeros)

@@ -142,8 +142,12 @@ def upsample(
         str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
     ] = "fp32",
     tile: Annotated[
-        int, typer.Option(help="Largest encoder tile side, input voxels (memory vs. speed).")
-    ] = 96,
+        int,
+        typer.Option(
+            help="Largest encoder tile side in input voxels, halo included: a tile holds at most "
+            "N³ voxels (memory vs. speed; must exceed twice the model's receptive radius)."
+        ),
+    ] = 130,
     chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 16384,
     margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
     outside: Annotated[

@@ -73,7 +73,7 @@ class Options:
 
     device: str = "cpu"
     precision: str = "fp32"
-    tile: int = TILE  # largest tile core side, LR voxels (local-coordinate INR models)
+    tile: int = TILE  # largest encoder tile side, LR voxels with the halo (local-coordinate INR models)
     chunk: int = CHUNK  # queries decoded at once
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
@@ -104,10 +104,12 @@ def _apply_model(
         if getattr(model, "coord", "local") == "global":
             # Coordinates relative to the input patch: run it on patches of its training size.
             size = int(up.meta.get("training", {}).get("lr_size", 10))
-            tile, halo = size, 0
+            tile, halo, side = size, 0, size
         else:
-            tile, halo = options.tile, None
-        decode_volume(model, x, t1, base, where, tile, halo, options.chunk, options.device, options.precision)
+            tile, halo, side = options.tile, None, None
+        decode_volume(
+            model, x, t1, base, where, tile, halo, options.chunk, options.device, options.precision, side
+        )
         return
     # Fixed-scale baselines run on the whole volume at once.
     with torch.no_grad():

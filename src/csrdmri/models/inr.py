@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csrdmri.grid import dst_grid_normalized, grid_sample_order, unnormalized
+from csrdmri.grid import dst_grid_normalized, grid_sample_order, normalized, unnormalized
 from csrdmri.models import register
 from csrdmri.models.rdn import RDN, encoder_input
 from csrdmri.resample import resample_torch
@@ -118,11 +118,22 @@ class INR(nn.Module):
         if self.coord == "global":
             code = coords
         else:
-            index = unnormalized(coords, tuple(features.shape[-3:]))
-            # The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not depend
-            # on where a tile starts: round half up (not torch.round's half to even), with a margin
-            # above float32 round-off of the tile-relative index.
-            code = index - torch.floor(index + (0.5 + HALF_MARGIN))
+            code = self.code(unnormalized(coords, tuple(features.shape[-3:])), tuple(features.shape[-3:]))
+        return self.decode_sampled(sampled, code)
+
+    def code(self, index: torch.Tensor, n: int | tuple[int, ...]) -> torch.Tensor:
+        """Coordinate code of continuous LR indices ``index`` (any shape; per axis with a scalar
+        ``n``, or (..., 3) with ``n`` the 3 sizes) over a latent map of ``n`` voxels."""
+        if self.coord == "global":
+            return normalized(index, n)
+        # The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not depend
+        # on where a tile starts: round half up (not torch.round's half to even), with a margin
+        # above float32 round-off of the tile-relative index.
+        return index - torch.floor(index + (0.5 + HALF_MARGIN))
+
+    def decode_sampled(self, sampled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Intensities (...,) from latent features (..., latent) sampled at the queries and their
+        coordinate codes (..., 3)."""
         return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))[..., 0]
 
     def decode_grid(
