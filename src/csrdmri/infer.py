@@ -162,11 +162,15 @@ def upsample_series(
                 ratio = resample(x, grid.shape).astype(np.float32)
                 prediction = ratio.copy()
                 _apply_model(up, x, t1, prediction, where, options)
-                # The model's correction of tricubic, brought back to the input's units.
-                result = result + s0_hr * (prediction - ratio)
+                # The model's correction of tricubic, brought back to the input's units (in
+                # place: these are whole output volumes).
+                prediction -= ratio
+                prediction *= s0_hr
+                result += prediction
+                del ratio, prediction
             if options.outside == "zero":
-                result = np.where(where, result, 0.0)
-        out[..., v] = np.maximum(result, 0.0)
+                result[~where] = 0.0
+        out[..., v] = np.maximum(result, 0.0, out=result)
 
 
 def upsample_to_file(

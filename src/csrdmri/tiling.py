@@ -253,6 +253,7 @@ def decode_volume(
     """
     device = torch.device(device)
     halo = encoder_halo(model) if halo is None else halo
+    exact = halo == encoder_halo(model)
     src, dst = lr.shape, out.shape
     positions = [source_index(n, m) for n, m in zip(src, dst, strict=True)]
     owners = [np.floor(p + 0.5).astype(np.int64) for p in positions]
@@ -271,10 +272,17 @@ def decode_volume(
         lo = [max(c.start - halo, 0) for c in core]
         hi = [min(c.stop + halo, n) for c, n in zip(core, src, strict=True)]
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        # With the exact halo, layers skip what only the halo needs: the latent map covers the
+        # tile less the receptive radius on the sides inside the volume.
+        interior = tuple((a > 0, b < n) for a, b, n in zip(lo, hi, src, strict=True)) if exact else None
         with autocast(device, precision):
             inputs = [None if v is None else _channels_last(as_input(v[box], device)) for v in (lr, t1)]
-            features = model.encode(*inputs)
-        local = [positions[a][hr[a]] - lo[a] for a in range(3)]  # continuous LR index within the tile
+            features = model.encode(*inputs, interior)
+        start = [
+            a + (halo - 1 if inside else 0)
+            for a, (inside, _) in zip(lo, interior or ((False, False),) * 3, strict=True)
+        ]
+        local = [positions[a][hr[a]] - start[a] for a in range(3)]  # continuous LR index in the latent map
         values = decode_tile(model, features, local, selected, chunk, precision)
         block = out[hr]  # a view: writes go to ``out``
         block[selected] = block[selected] + values if model.residual else values

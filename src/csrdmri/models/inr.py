@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from csrdmri.grid import dst_grid_normalized, grid_sample_order, normalized, unnormalized
 from csrdmri.models import register
-from csrdmri.models.rdn import RDN, encoder_input
+from csrdmri.models.rdn import RDN, Interior, encoder_input
 from csrdmri.resample import resample_torch
 
 COORDS = ("global", "local")
@@ -106,9 +106,10 @@ class INR(nn.Module):
             nn.init.zeros_(self.decoder.head.weight)
             nn.init.zeros_(self.decoder.head.bias)
 
-    def encode(self, lr: torch.Tensor, t1: torch.Tensor | None) -> torch.Tensor:
-        """Latent map (B, latent, X, Y, Z) of LR patches (B, 1, X, Y, Z) [+ T1w]."""
-        return self.encoder(encoder_input(lr, t1, self.uses_t1))
+    def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
+        """Latent map (B, latent, X, Y, Z) of LR patches (B, 1, X, Y, Z) [+ T1w]; on a tile, less
+        the encoder's receptive radius on its ``interior`` sides (see :mod:`csrdmri.models.rdn`)."""
+        return self.encoder(encoder_input(lr, t1, self.uses_t1), interior)
 
     def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """Intensities (B, N) at normalised coordinates ``coords`` (B, N, 3), (x, y, z) order."""

@@ -1,0 +1,106 @@
+"""Memory scaling of ``csrdmri upsample``: peak memory on a volume and on one 4× larger.
+
+Two phantom subjects with the same anatomy (1 b0 + 2 diffusion volumes, generated into a
+temporary folder) at 2 mm (91×109×91) and at 1.25 mm (145×174×145, 4.05× the voxels) are
+super-resolved 2× by the shipped ``csr-dmri-cpu``, each run of the real command in a fresh
+process, at the default ``--tile`` and at a smaller one. Printed per run: peak resident memory
+(VmHWM) and peak anonymous memory (RssAnon sampled every 20 ms: what the process itself holds,
+without the file pages of the input and of the output memory map), both minus the process's
+memory once the input is loaded, their ratio large/small, and the time.
+
+Usage: python benchmarks/bench_memory.py [--threads N] [--tiles 130,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _status(key: str) -> float:
+    """A /proc/self/status memory figure, MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _run(subject: str, out: str, tile: int, threads: int, queue) -> None:
+    import torch
+
+    from csrdmri.grid import TargetGrid
+    from csrdmri.infer import Options, Upsampler, upsample_to_file
+    from csrdmri.io import load_dwi
+    from csrdmri.layout import find_dataset
+    from csrdmri.preprocess import series_mask, t1_on_dwi_grid
+
+    torch.set_num_threads(threads)
+    paths = find_dataset(subject)
+    series = load_dwi(paths)
+    up = Upsampler.load("csr-dmri-cpu")
+    base_rss, base_anon = _status("VmRSS"), _status("RssAnon")
+    peak_anon, running = [base_anon], True
+
+    def sample() -> None:
+        while running:
+            peak_anon[0] = max(peak_anon[0], _status("RssAnon"))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    mask = series_mask(series)
+    t1 = t1_on_dwi_grid(paths.t1, series, mask)
+    grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
+    upsample_to_file(series, grid, up, Path(out), mask, t1, Options(tile=tile))
+    seconds = time.perf_counter() - start
+    running = False
+    sampler.join()
+    queue.put((series.shape, grid.shape, _status("VmHWM") - base_rss, peak_anon[0] - base_anon, seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tiles", default="130,64")
+    args = parser.parse_args()
+    from csrdmri.phantom import PhantomParams, generate_cohort
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads")
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        subjects = {}
+        for voxel in (2.0, 1.25):
+            folder = Path(tmp) / f"{voxel}mm"
+            generate_cohort(folder, 1, seed=0, params=PhantomParams(voxel_size=voxel, n_dirs=2, n_b0=1))
+            subjects[voxel] = folder / "phantom000"
+        print("| --tile | input | output | peak RSS (MB) | peak anonymous (MB) | time (s) |")
+        print("|---|---|---|---|---|---|")
+        for tile in (int(t) for t in args.tiles.split(",")):
+            peaks = []
+            for voxel, subject in subjects.items():
+                queue = context.Queue()
+                out = Path(tmp) / f"sr-{voxel}-{tile}.nii.gz"
+                process = context.Process(
+                    target=_run, args=(str(subject), str(out), tile, args.threads, queue)
+                )
+                process.start()
+                shape, grid, rss, anon, seconds = queue.get()
+                process.join()
+                peaks.append((rss, anon))
+                print(f"| {tile} | {shape} | {grid} | {rss:.0f} | {anon:.0f} | {seconds:.1f} |", flush=True)
+            (rss_a, anon_a), (rss_b, anon_b) = peaks
+            print(
+                f"| {tile} | growth, 4.05× the voxels | | {rss_b / rss_a:.2f}× | {anon_b / anon_a:.2f}× | |"
+            )
+
+
+if __name__ == "__main__":
+    main()
