@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import describe
 
 from csrdmri.grid import normalized, source_index
 from csrdmri.infer import Upsampler
@@ -41,12 +41,6 @@ def _best(function, repeats: int = 3) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def measure(label: str, model: torch.nn.Module, planes: int) -> None:
@@ -107,7 +101,7 @@ def main() -> None:
     parser.add_argument("--planes", type=int, default=16, help="HR x-planes decoded (each 194×164 queries)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {_cpu()}, {args.threads} threads, torch {torch.__version__}")
+    print(describe(args.threads))
     measure("csr-dmri-cpu (shipped)", Upsampler.load("csr-dmri-cpu").model, args.planes)
     measure(
         "paper sizes", build_model({"architecture": "inr", "coord": "local", "residual": True}), args.planes

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -41,12 +41,6 @@ from csrdmri.resample import resample
 from csrdmri.tiling import CHUNK, TILE, as_input, decode_volume, encoder_halo, plan_tiles
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "philips-ingenia-2mm"
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def _inputs(series: DWISeries, grid: TargetGrid, mask: np.ndarray):
@@ -169,7 +163,7 @@ def main() -> None:
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
     up = Upsampler.load("csr-dmri-cpu")
     _, _, where = _inputs(series, grid, mask)
-    print(f"machine: {_cpu()}, {args.threads} threads, torch {torch.__version__}")
+    print(describe(args.threads))
     print(f"{paths.dwi}: {series.data.shape} -> {grid.shape}, {int(where.sum())} output voxels in the mask")
     if args.levers:
         levers(series, grid, up, mask, t1)

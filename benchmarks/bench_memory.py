@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from machine import describe
 
 
 def _status(key: str) -> float:
@@ -73,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     from csrdmri.phantom import PhantomParams, generate_cohort
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads")
+    print(describe(args.threads))
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         subjects = {}

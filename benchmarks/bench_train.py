@@ -16,25 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe
 
 from csrdmri.data import Prefetcher, prepare_subject, sample_batch
 from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
 from csrdmri.phantom import PhantomParams, generate_cohort
 from csrdmri.train import Objective, preset_for
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def measure(preset: str, subjects, steps: int) -> None:
@@ -91,7 +85,7 @@ def main() -> None:
     parser.add_argument("--presets", default="cpu,paper")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {_cpu()}, {args.threads} threads, torch {torch.__version__}")
+    print(describe(args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:

@@ -120,6 +120,8 @@ def test_resample_matches_scipy_zoom_grid_mode(scale, order):
     shape = shape_for_scale(LR_SHAPE, scale)
     zoomed = ndimage.zoom(volume, np.divide(shape, LR_SHAPE), order=order, grid_mode=True, mode="nearest")
     np.testing.assert_allclose(resample(volume, shape, order=order), zoomed, atol=1e-10)
+    box = tuple(slice(n // 3, n // 3 + 5) for n in shape)  # a block only: the same values
+    np.testing.assert_allclose(resample(volume, shape, order=order, box=box), zoomed[box], atol=1e-10)
 
 
 def test_resample_carries_trailing_axes():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +39,11 @@ from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, s
 from csrdmri.layout import nifti_stem
 from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0
 from csrdmri.resample import resample
-from csrdmri.tiling import CHUNK, TILE, as_input, decode_volume
+from csrdmri.tiling import CHUNK, TILE, Box, as_input, predict_tiles
 
 OUTSIDE = ("tricubic", "zero")
+#: HR planes (first axis) resampled at once when writing the tricubic part of an output volume.
+SLAB = 16
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -69,7 +72,7 @@ class Upsampler:
 
 @dataclass(frozen=True)
 class Options:
-    """How a model is run over a volume (see :func:`csrdmri.tiling.decode_volume`)."""
+    """How a model is run over a volume (see :func:`csrdmri.tiling.predict_tiles`)."""
 
     device: str = "cpu"
     precision: str = "fp32"
@@ -95,10 +98,16 @@ class Options:
             raise InputError("--precision fp16 needs --device cuda (use bf16 or fp32 on the CPU)")
 
 
-def _apply_model(
-    up: Upsampler, x: np.ndarray, t1: np.ndarray | None, base: np.ndarray, where: np.ndarray, options: Options
-) -> None:
-    """Write the model's S/S0 prediction into ``base`` (the tricubic S/S0) where ``where``."""
+def model_predictions(
+    up: Upsampler,
+    x: np.ndarray,
+    t1: np.ndarray | None,
+    shape: tuple[int, ...],
+    where: np.ndarray,
+    options: Options,
+) -> Iterator[tuple[Box, np.ndarray, np.ndarray]]:
+    """The model's S/S0 prediction on the HR grid ``shape`` at the voxels of ``where``, block by
+    block, as :func:`csrdmri.tiling.predict_tiles` yields it."""
     model = up.model
     if hasattr(model, "decode"):
         if getattr(model, "coord", "local") == "global":
@@ -107,18 +116,24 @@ def _apply_model(
             tile, halo, side = size, 0, size
         else:
             tile, halo, side = options.tile, None, None
-        decode_volume(
-            model, x, t1, base, where, tile, halo, options.chunk, options.device, options.precision, side
+        yield from predict_tiles(
+            model,
+            x,
+            t1,
+            shape,
+            where,
+            tile=tile,
+            halo=halo,
+            chunk=options.chunk,
+            device=options.device,
+            precision=options.precision,
+            side=side,
         )
         return
     # Fixed-scale baselines run on the whole volume at once.
     with torch.no_grad():
-        pred = model.to(options.device)(
-            as_input(x, options.device),
-            as_input(t1, options.device),
-            base.shape,
-        )
-    base[where] = pred[0, 0].float().cpu().numpy()[where]
+        pred = model.to(options.device)(as_input(x, options.device), as_input(t1, options.device), shape)
+    yield tuple(slice(0, n) for n in shape), where, pred[0, 0].float().cpu().numpy()[where]
 
 
 def upsample_series(
@@ -135,7 +150,8 @@ def upsample_series(
     Parameters
     ----------
     out : ndarray, shape (*grid.shape, V), float32
-        Filled volume by volume (a memory map keeps memory bounded).
+        Filled volume by volume, in slabs and model blocks: no whole output volume is held in
+        memory besides ``out`` (a memory map keeps that bounded too).
     mask : ndarray, shape (X, Y, Z), bool
         Brain mask on the DWI grid (needed by models, not by tricubic).
     t1 : ndarray, shape (X, Y, Z), float32
@@ -144,33 +160,35 @@ def upsample_series(
     if up.uses_t1 and t1 is None:
         raise InputError(f"model {up.name} uses a T1w: give one with --t1 (or use a model without T1w)")
     b0s = set(b0_indices(series.gtab).tolist()) if up.model is not None else set()
+    where = np.ones(grid.shape, bool)
     if up.model is not None:
         if mask is None:
             raise ValueError("a brain mask is needed to run a model")
         region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
         s0 = mean_b0(series)
         reciprocal = b0_reciprocal(s0, region)
-        s0_hr = np.maximum(resample(s0, grid.shape), 0.0)
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
         volume = series.data[..., v]
-        result = resample(volume, grid.shape)
-        if up.model is not None:
-            if v not in b0s:
-                x = volume * reciprocal
-                ratio = resample(x, grid.shape).astype(np.float32)
-                prediction = ratio.copy()
-                _apply_model(up, x, t1, prediction, where, options)
-                # The model's correction of tricubic, brought back to the input's units (in
-                # place: these are whole output volumes).
-                prediction -= ratio
-                prediction *= s0_hr
-                result += prediction
-                del ratio, prediction
-            if options.outside == "zero":
-                result[~where] = 0.0
-        out[..., v] = np.maximum(result, 0.0, out=result)
+        corrected = up.model is not None and v not in b0s
+        for start in range(0, grid.shape[0], SLAB):
+            slab = (slice(start, start + SLAB), slice(None), slice(None))
+            result = resample(volume, grid.shape, box=slab)
+            inside = where[slab]
+            if up.model is not None and options.outside == "zero":
+                result[~inside] = 0.0
+            # Voxels the model corrects are clipped after their correction.
+            keep = inside if corrected else np.zeros_like(inside)
+            out[(*slab, v)] = np.where(keep, result, np.maximum(result, 0.0))
+        if corrected:
+            x = volume * reciprocal
+            for box, selected, prediction in model_predictions(up, x, t1, grid.shape, where, options):
+                # The model's correction of tricubic, brought back to the input's units.
+                ratio = resample(x, grid.shape, box=box)[selected]
+                s0_hr = np.maximum(resample(s0, grid.shape, box=box)[selected], 0.0)
+                block = out[(*box, v)]  # a view: writes go to ``out``
+                block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)
 
 
 def upsample_to_file(

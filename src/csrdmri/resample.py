@@ -47,7 +47,9 @@ def axis_matrix(n_src: int, n_dst: int, order: int = 3) -> np.ndarray:
     return matrix
 
 
-def resample(volume: np.ndarray, shape: Sequence[int], order: int = 3) -> np.ndarray:
+def resample(
+    volume: np.ndarray, shape: Sequence[int], order: int = 3, box: Sequence[slice] | None = None
+) -> np.ndarray:
     """Resample an array onto a ``shape`` grid covering the same field of view.
 
     Parameters
@@ -58,6 +60,9 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int = 3) -> np.nda
         Destination size of the leading axes (larger to upsample, smaller to downsample).
     order : int
         Spline order: 3 is tricubic, 1 trilinear, 0 nearest.
+    box : sequence of slice, optional
+        Only this block of the destination grid (one slice per axis of ``shape``, steps of 1):
+        equal to ``resample(volume, shape, order)[box]``, at the cost of the block.
 
     Returns
     -------
@@ -66,8 +71,9 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int = 3) -> np.nda
     """
     dtype = np.float64 if volume.dtype == np.float64 else np.float32
     out = np.asarray(volume, dtype=dtype)
+    box = box or [slice(None)] * len(shape)
     for axis, n_dst in enumerate(shape):
-        weights = axis_matrix(out.shape[axis], int(n_dst), order).astype(dtype)
+        weights = axis_matrix(out.shape[axis], int(n_dst), order)[box[axis]].astype(dtype)
         out = np.moveaxis(np.tensordot(weights, out, axes=(1, axis)), 0, axis)
     return np.ascontiguousarray(out)
 

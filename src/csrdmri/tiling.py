@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from csrdmri.errors import InputError
 from csrdmri.grid import source_index
+from csrdmri.resample import resample
 
 #: Default largest tile side (LR voxels, halo included): a tile holds at most 130³ voxels, about
 #: 2 GB of encoder activations with the shipped models (see docs/benchmarks.md).
@@ -217,11 +218,11 @@ def decode_tile(
 
 
 @torch.no_grad()
-def decode_volume(
+def predict_tiles(
     model: torch.nn.Module,
     lr: np.ndarray,
     t1: np.ndarray | None,
-    out: np.ndarray,
+    shape: Sequence[int],
     where: np.ndarray | None = None,
     tile: int = TILE,
     halo: int | None = None,
@@ -229,8 +230,8 @@ def decode_volume(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     side: int | None = None,
-) -> None:
-    """Decode an INR model over a whole volume, in place.
+) -> Iterator[tuple[Box, np.ndarray, np.ndarray]]:
+    """An INR model's prediction over a volume's HR grid, tile by tile.
 
     Parameters
     ----------
@@ -239,10 +240,10 @@ def decode_volume(
         :mod:`csrdmri.models.inr`).
     lr : ndarray, shape (X, Y, Z), float32
         The LR volume (S/S0), and ``t1`` the normalised T1w on the same grid (or None).
-    out : ndarray, shape (X', Y', Z'), float32
-        The HR grid over the same field of view, holding the tricubic upsampling of ``lr``:
-        overwritten with the model's prediction where ``where`` is true (everywhere if None).
-        A residual model's correction is added to it.
+    shape : 3 ints
+        The HR grid over the same field of view.
+    where : ndarray of bool, shape ``shape``, optional
+        The HR voxels to predict (default: all).
     tile, halo, side : int
         Largest tile side (LR voxels, halo included: a tile holds at most ``tile``³ voxels), the
         halo (default: :func:`encoder_halo`) and the largest core side (default: no limit).
@@ -250,12 +251,23 @@ def decode_volume(
         The number of queries decoded at once.
     device, precision :
         Torch device, and ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA) autocast.
+
+    Yields
+    ------
+    box : 3 slices
+        A block of the HR grid (the HR voxels whose nearest LR voxel lies in a tile's core).
+    selected : ndarray of bool, the block's shape
+        The block's voxels in ``where``.
+    values : ndarray, shape (selected.sum(),), float32
+        The prediction at those voxels (a residual model's correction added to the tricubic
+        upsampling of ``lr``), in the C order of ``np.nonzero(selected)``. Every voxel of
+        ``where`` is in exactly one block.
     """
     device = torch.device(device)
     halo = encoder_halo(model) if halo is None else halo
     exact = halo == encoder_halo(model)
-    src, dst = lr.shape, out.shape
-    positions = [source_index(n, m) for n, m in zip(src, dst, strict=True)]
+    src = lr.shape
+    positions = [source_index(n, m) for n, m in zip(src, shape, strict=True)]
     owners = [np.floor(p + 0.5).astype(np.int64) for p in positions]
     # Channels-last 3D convolutions: ~1.3x faster encoding on the CPU (oneDNN), and the latent
     # map's rows (one voxel's features) contiguous for the interpolation.
@@ -284,5 +296,20 @@ def decode_volume(
         ]
         local = [positions[a][hr[a]] - start[a] for a in range(3)]  # continuous LR index in the latent map
         values = decode_tile(model, features, local, selected, chunk, precision)
-        block = out[hr]  # a view: writes go to ``out``
-        block[selected] = block[selected] + values if model.residual else values
+        if model.residual:
+            values += resample(lr, shape, box=hr)[selected]
+        yield hr, selected, values
+
+
+def decode_volume(
+    model: torch.nn.Module,
+    lr: np.ndarray,
+    t1: np.ndarray | None,
+    out: np.ndarray,
+    where: np.ndarray | None = None,
+    **options,
+) -> None:
+    """:func:`predict_tiles` written into ``out`` (the HR grid, shape (X', Y', Z')) where ``where``
+    (everywhere if None); ``options`` are those of :func:`predict_tiles`."""
+    for box, selected, values in predict_tiles(model, lr, t1, out.shape, where, **options):
+        out[box][selected] = values
