@@ -131,6 +131,7 @@ def levers(series, grid, up, mask, t1) -> None:
     )
     print("|---|---|---|---|")
     with torch.no_grad():
+        up.model.encode(as_input(x), as_input(t1))  # warm-up: oneDNN prepares its kernels
         for label, run in steps:
             start = time.perf_counter()
             if run is None:

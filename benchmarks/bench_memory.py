@@ -1,6 +1,6 @@
 """Memory scaling of ``csrdmri upsample``: peak memory on a volume and on one 4× larger.
 
-Two phantom subjects with the same anatomy (1 b0 + 2 diffusion volumes, generated into a
+Two phantom subjects with the same anatomy (1 b0 + 6 diffusion volumes, generated into a
 temporary folder) at 2 mm (91×109×91) and at 1.25 mm (145×174×145, 4.05× the voxels) are
 super-resolved 2× by the shipped ``csr-dmri-cpu``, each run of the real command in a fresh
 process, at the default ``--tile`` and at a smaller one. Printed per run: peak resident memory
@@ -80,7 +80,7 @@ def main() -> None:
         subjects = {}
         for voxel in (2.0, 1.25):
             folder = Path(tmp) / f"{voxel}mm"
-            generate_cohort(folder, 1, seed=0, params=PhantomParams(voxel_size=voxel, n_dirs=2, n_b0=1))
+            generate_cohort(folder, 1, seed=0, params=PhantomParams(voxel_size=voxel, n_dirs=6, n_b0=1))
             subjects[voxel] = folder / "phantom000"
         print("| --tile | input | output | peak RSS (MB) | peak anonymous (MB) | time (s) |")
         print("|---|---|---|---|---|---|")

@@ -5,9 +5,8 @@ A phantom cohort (3 subjects at 2.5 mm, generated into a temporary folder unless
 names one) is prepared as training does; then, per preset, a few steps (after one warm-up) of
 the real training step: :func:`csrdmri.data.sample_batch` (patches, scales, tricubic
 degradation) and the model's forward and backward pass with the L1 + FFT loss and an Adam step.
-Printed per preset: the time of each part, samples/s, HR queries/s and the data share, once with
-the data prepared in the step (sequential) and once prepared ahead by
-:class:`csrdmri.data.Prefetcher` while the previous step computes, as ``csrdmri train`` does.
+Printed per preset: the time of each part, samples/s, HR queries/s and the share of the step
+spent preparing data.
 
 Usage: python benchmarks/bench_train.py [--data COHORT] [--threads N] [--steps N]
 """
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from machine import describe
 
-from csrdmri.data import Prefetcher, prepare_subject, sample_batch
+from csrdmri.data import prepare_subject, sample_batch
 from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
 from csrdmri.phantom import PhantomParams, generate_cohort
@@ -49,7 +48,7 @@ def measure(preset: str, subjects, steps: int) -> None:
         loss.backward()
         optimizer.step()
 
-    compute(draw(-1))  # warm-up
+    compute(draw(steps))  # warm-up (a batch the timed steps do not use)
     data = work = 0.0
     queries = 0
     for step in range(steps):
@@ -59,22 +58,15 @@ def measure(preset: str, subjects, steps: int) -> None:
         compute(batch)
         data, work = data + middle - start, work + time.perf_counter() - middle
         queries += sum(h.numel() for h in batch.hr)
-    sequential = (data + work) / steps
-    start = time.perf_counter()
-    with Prefetcher(draw, range(steps)) as batches:
-        for batch in batches:
-            compute(batch)
-    ahead = (time.perf_counter() - start) / steps
+    step = (data + work) / steps
     size = f"batch {config.batch_size}, LR {config.lr_size}³, {queries / steps:.0f} HR queries/step"
     print(f"\n{preset} preset: {size}")
-    print("| data | data (s) | compute (s) | step (s) | samples/s | queries/s | data share |")
-    print("|---|---|---|---|---|---|---|")
-    for label, step in (("in the step", sequential), ("prepared ahead", ahead)):
-        share = data / steps / step if label == "in the step" else max(step - work / steps, 0.0) / step
-        print(
-            f"| {label} | {data / steps:.3f} | {work / steps:.3f} | {step:.3f} | "
-            f"{config.batch_size / step:.1f} | {queries / steps / step / 1e3:.0f} k | {share:.1%} |"
-        )
+    print("| data (s) | compute (s) | step (s) | samples/s | queries/s | data share |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {data / steps:.3f} | {work / steps:.3f} | {step:.3f} | {config.batch_size / step:.1f} | "
+        f"{queries / steps / step / 1e3:.0f} k | {data / (data + work):.1%} |"
+    )
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from csrdmri.checkpoint import load_model, read_meta, save_checkpoint
 from csrdmri.cli import app
-from csrdmri.data import Prefetcher, prepare_subject, sample_batch
+from csrdmri.data import prepare_subject, sample_batch
 from csrdmri.errors import InputError
 from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
@@ -53,26 +53,6 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 def _model_tensors(path):
     return {k: v for k, v in load_file(str(path)).items() if k.startswith(("model.", "optim."))}
-
-
-def test_prefetched_batches_are_the_batches_drawn_in_the_loop(small_cohort, tmp_path):
-    subjects = [
-        prepare_subject(find_dataset(small_cohort / n), tmp_path, n) for n in ("phantom000", "phantom001")
-    ]
-
-    def draw(step: int):
-        return sample_batch(subjects, 3, np.random.default_rng([5, step]), lr_size=6)
-
-    with Prefetcher(draw, range(2, 6)) as batches:
-        prefetched = list(batches)
-    assert len(prefetched) == 4
-    for step, batch in zip(range(2, 6), prefetched, strict=True):
-        expected = draw(step)
-        torch.testing.assert_close(batch.lr, expected.lr, rtol=0, atol=0)
-        torch.testing.assert_close(batch.t1, expected.t1, rtol=0, atol=0)
-        assert all(torch.equal(a, b) for a, b in zip(batch.hr, expected.hr, strict=True))
-    with Prefetcher(draw, range(100)) as batches:  # leaving early neither hangs nor draws them all
-        next(batches)
 
 
 def test_resumed_training_ends_with_the_same_weights(small_cohort, tmp_path):

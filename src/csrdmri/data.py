@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,33 +137,3 @@ def sample_batch(
     lr = torch.from_numpy(np.stack(lrs))[:, None]
     t1 = torch.from_numpy(np.stack(t1s))[:, None] if use_t1 else None
     return Batch(lr, t1, hrs)
-
-
-class Prefetcher:
-    """Batches of consecutive steps, each prepared in a background thread while the caller
-    computes the previous one (numpy and scipy release the GIL while resampling).
-
-    ``draw(step)`` is called once per step, in order; the batches are those a loop calling
-    ``draw`` itself would get. Use as ``with Prefetcher(draw, steps) as batches: for batch in
-    batches: ...``; leaving the block early discards the batch being prepared.
-    """
-
-    def __init__(self, draw: Callable[[int], Batch], steps: Iterable[int]) -> None:
-        self.draw, self.steps = draw, steps
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csrdmri-batches")
-
-    def __enter__(self) -> Iterator[Batch]:
-        return self._batches()
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _batches(self) -> Iterator[Batch]:
-        pending = None
-        for step in self.steps:
-            future = self._pool.submit(self.draw, step)
-            if pending is not None:
-                yield pending.result()
-            pending = future
-        if pending is not None:
-            yield pending.result()

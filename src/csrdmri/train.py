@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from csrdmri.checkpoint import load_model, load_training_state, read_meta, save_checkpoint
-from csrdmri.data import Batch, Prefetcher, PreparedSubject, prepare_subject, sample_batch
+from csrdmri.data import Batch, PreparedSubject, prepare_subject, sample_batch
 from csrdmri.errors import InputError
 from csrdmri.io import atomic_path
 from csrdmri.layout import find_dataset
@@ -338,20 +338,6 @@ def _train(
         log = csv.writer(log_file) if log_file else None
         if log and new_log:
             log.writerow(["epoch", "step", "loss", "lr", "seconds"])
-
-        def draw(step: int) -> Batch:
-            rng = np.random.default_rng([config.seed, step])
-            return sample_batch(
-                train_subjects,
-                config.batch_size,
-                rng,
-                config.scale_range,
-                config.lr_size,
-                use_t1,
-                config.degradation,
-                part,
-            )
-
         for epoch in range(start_epoch, config.epochs):
             bar = tqdm(
                 range(steps_per_epoch),
@@ -359,39 +345,47 @@ def _train(
                 disable=None if lead else True,
                 leave=False,
             )
-            first = epoch * steps_per_epoch
-            with Prefetcher(draw, range(first, first + steps_per_epoch)) as batches:
+            for i in bar:
+                step = epoch * steps_per_epoch + i
                 start = time.perf_counter()
-                for i, batch in zip(bar, batches, strict=True):
-                    step = first + i
-                    t1 = None if batch.t1 is None else batch.t1.to(device)
-                    hr = [h.to(device) for h in batch.hr]
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        # DDP averages the gradients over processes: scaling each process's sum by
-                        # world / B makes that the mean over the global batch.
-                        loss = objective(batch.lr.to(device), t1, hr) * (world / config.batch_size)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    reported = loss.detach()
-                    if world > 1:
-                        dist.all_reduce(reported)
-                        reported /= world
-                    now = time.perf_counter()
-                    seconds, start = now - start, now  # the step's wall time, waiting included
-                    if log:
-                        log.writerow(
-                            [
-                                epoch,
-                                step,
-                                f"{reported.item():.6g}",
-                                f"{scheduler.get_last_lr()[0]:.3g}",
-                                f"{seconds:.3f}",
-                            ]
-                        )
-                    bar.set_postfix(
-                        loss=f"{reported.item():.4f}", samples_per_s=f"{config.batch_size / seconds:.1f}"
+                rng = np.random.default_rng([config.seed, step])
+                batch = sample_batch(
+                    train_subjects,
+                    config.batch_size,
+                    rng,
+                    config.scale_range,
+                    config.lr_size,
+                    use_t1,
+                    config.degradation,
+                    part,
+                )
+                t1 = None if batch.t1 is None else batch.t1.to(device)
+                hr = [h.to(device) for h in batch.hr]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    # DDP averages the gradients over processes: scaling each process's sum by
+                    # world / B makes that the mean over the global batch.
+                    loss = objective(batch.lr.to(device), t1, hr) * (world / config.batch_size)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                reported = loss.detach()
+                if world > 1:
+                    dist.all_reduce(reported)
+                    reported /= world
+                seconds = time.perf_counter() - start
+                if log:
+                    log.writerow(
+                        [
+                            epoch,
+                            step,
+                            f"{reported.item():.6g}",
+                            f"{scheduler.get_last_lr()[0]:.3g}",
+                            f"{seconds:.3f}",
+                        ]
                     )
+                bar.set_postfix(
+                    loss=f"{reported.item():.4f}", samples_per_s=f"{config.batch_size / seconds:.1f}"
+                )
             scheduler.step()
             if lead:
                 log_file.flush()
