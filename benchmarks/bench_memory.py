@@ -8,7 +8,7 @@ process, at the default ``--tile`` and at a smaller one. Printed per run: peak r
 without the file pages of the input and of the output memory map), both minus the process's
 memory once the input is loaded, their ratio large/small, and the time.
 
-Usage: python benchmarks/bench_memory.py [--threads N] [--tiles 130,64]
+Usage: python benchmarks/bench_memory.py [--threads N] [--tiles 130,64] [--volumes N]
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def _status(key: str) -> float:
     return 0.0
 
 
-def _run(subject: str, out: str, tile: int, threads: int, queue) -> None:
+def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -> None:
     import torch
+    from dipy.core.gradients import gradient_table
 
     from csrdmri.grid import TargetGrid
     from csrdmri.infer import Options, Upsampler, upsample_to_file
@@ -45,6 +46,9 @@ def _run(subject: str, out: str, tile: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     paths = find_dataset(subject)
     series = load_dwi(paths)
+    if volumes:  # the first volumes only (the b0 comes first)
+        series.data = series.data[..., :volumes]
+        series.gtab = gradient_table(series.gtab.bvals[:volumes], bvecs=series.gtab.bvecs[:volumes])
     up = Upsampler.load("csr-dmri-cpu")
     base_rss, base_anon = _status("VmRSS"), _status("RssAnon")
     peak_anon, running = [base_anon], True
@@ -71,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--tiles", default="130,64")
+    parser.add_argument("--volumes", type=int, default=0, help="first N volumes only (0: all 7)")
     args = parser.parse_args()
     from csrdmri.phantom import PhantomParams, generate_cohort
 
@@ -90,7 +95,7 @@ def main() -> None:
                 queue = context.Queue()
                 out = Path(tmp) / f"sr-{voxel}-{tile}.nii.gz"
                 process = context.Process(
-                    target=_run, args=(str(subject), str(out), tile, args.threads, queue)
+                    target=_run, args=(str(subject), str(out), tile, args.threads, args.volumes, queue)
                 )
                 process.start()
                 shape, grid, rss, anon, seconds = queue.get()
