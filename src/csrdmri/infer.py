@@ -160,7 +160,6 @@ def upsample_series(
     if up.uses_t1 and t1 is None:
         raise InputError(f"model {up.name} uses a T1w: give one with --t1 (or use a model without T1w)")
     b0s = set(b0_indices(series.gtab).tolist()) if up.model is not None else set()
-    where = np.ones(grid.shape, bool)
     if up.model is not None:
         if mask is None:
             raise ValueError("a brain mask is needed to run a model")
@@ -175,12 +174,11 @@ def upsample_series(
         for start in range(0, grid.shape[0], SLAB):
             slab = (slice(start, start + SLAB), slice(None), slice(None))
             result = resample(volume, grid.shape, box=slab)
-            inside = where[slab]
             if up.model is not None and options.outside == "zero":
-                result[~inside] = 0.0
+                result[~where[slab]] = 0.0
+            clipped = np.maximum(result, 0.0)
             # Voxels the model corrects are clipped after their correction.
-            keep = inside if corrected else np.zeros_like(inside)
-            out[(*slab, v)] = np.where(keep, result, np.maximum(result, 0.0))
+            out[(*slab, v)] = np.where(where[slab], result, clipped) if corrected else clipped
         if corrected:
             x = volume * reciprocal
             for box, selected, prediction in model_predictions(up, x, t1, grid.shape, where, options):

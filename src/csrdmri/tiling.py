@@ -266,6 +266,7 @@ def predict_tiles(
     device = torch.device(device)
     halo = encoder_halo(model) if halo is None else halo
     exact = halo == encoder_halo(model)
+    trimmed = halo - 1 if exact else 0  # voxels the encoder drops on each interior side
     src = lr.shape
     positions = [source_index(n, m) for n, m in zip(src, shape, strict=True)]
     owners = [np.floor(p + 0.5).astype(np.int64) for p in positions]
@@ -290,10 +291,7 @@ def predict_tiles(
         with autocast(device, precision):
             inputs = [None if v is None else _channels_last(as_input(v[box], device)) for v in (lr, t1)]
             features = model.encode(*inputs, interior)
-        start = [
-            a + (halo - 1 if inside else 0)
-            for a, (inside, _) in zip(lo, interior or ((False, False),) * 3, strict=True)
-        ]
+        start = [a + trimmed if a > 0 else a for a in lo]  # the latent map's first voxel
         local = [positions[a][hr[a]] - start[a] for a in range(3)]  # continuous LR index in the latent map
         values = decode_tile(model, features, local, selected, chunk, precision)
         if model.residual:
