@@ -106,7 +106,10 @@ def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     np.testing.assert_allclose(out_bvals, bvals)
     np.testing.assert_allclose(out_bvecs, bvecs, atol=1e-6)
     sidecar = json.loads((tmp_path / "sr.json").read_text())
-    assert sidecar["model_config"]["residual"] is True and sidecar["b0_volumes"] == "tricubic"
+    assert (
+        sidecar["model_config"]["residual"] is True
+        and sidecar["model_volumes"] == np.flatnonzero(bvals > 50).tolist()
+    )
     assert sidecar["t1w"].endswith("T1w_acpc_dc_restore_1.25.nii.gz")
     a, b = sr.get_fdata(dtype=np.float32), tri.get_fdata(dtype=np.float32)
     b0 = bvals <= 50

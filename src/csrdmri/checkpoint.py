@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from csrdmri import __version__
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.io import atomic_path
 from csrdmri.models import build_model
 from csrdmri.weights import shipped
@@ -69,7 +69,8 @@ def read_meta(path: str | Path) -> dict:
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """Build the model a checkpoint describes and load its weights (strictly)."""
     meta = read_meta(path)
-    model = build_model(meta["model"])
+    with about(path):
+        model = build_model(meta["model"])
     tensors = load_file(str(path))
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.weights import DEFAULT_MODEL, shipped
 
 app = typer.Typer(
@@ -103,7 +103,9 @@ def info(
     from csrdmri.info import describe, format_facts
     from csrdmri.layout import find_dataset
 
-    facts = describe(find_dataset(path, bval, bvec, t1, mask))
+    paths = find_dataset(path, bval, bvec, t1, mask)
+    with about(paths.dwi):
+        facts = describe(paths)
     typer.echo(json.dumps(facts, indent=2) if as_json else format_facts(facts))
 
 
@@ -153,6 +155,13 @@ def upsample(
     outside: Annotated[
         str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
     ] = "tricubic",
+    max_output_gb: Annotated[
+        float,
+        typer.Option(
+            help="Largest output image allowed, GB of float32 (a guard against typos such as "
+            "--scale 20); the same space is needed on disk beside --out while it is computed."
+        ),
+    ] = 64.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Super-resolve every volume of a DWI series to a new scale or voxel size (field of view kept).
@@ -163,7 +172,7 @@ def upsample(
     T1w, use --model arssr-cpu (shipped, no T1w) or tricubic.
     """
     from csrdmri.grid import TargetGrid
-    from csrdmri.infer import Options, Upsampler, check_output, upsample_to_file
+    from csrdmri.infer import Options, Upsampler, check_output, check_size, upsample_to_file
     from csrdmri.io import load_dwi
     from csrdmri.layout import find_dataset
     from csrdmri.preprocess import series_mask, t1_on_dwi_grid
@@ -185,10 +194,12 @@ def upsample(
     grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
     if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
         raise InputError(f"--voxel-size {voxel_size} mm is larger than the input's voxels {series.zooms}")
+    check_size(grid, series.data.shape[3], max_output_gb)
     out = check_output(out, force)
-    brain = series_mask(series) if up.model is not None else None
-    t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
-    upsample_to_file(series, grid, up, out, brain, t1_lr, options)
+    with about(paths.dwi):
+        brain = series_mask(series) if up.model is not None else None
+        t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
+        upsample_to_file(series, grid, up, out, brain, t1_lr, options)
     shape = " × ".join(map(str, grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in grid.zooms)
     typer.echo(f"wrote {out}: {shape} × {series.data.shape[3]} volumes, voxel {zooms} mm ({model})")
@@ -390,7 +401,9 @@ def figure(
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
     out.parent.mkdir(parents=True, exist_ok=True)
-    typer.echo(f"wrote {overview(find_dataset(path, bval, bvec, t1), out, slice_z)}")
+    paths = find_dataset(path, bval, bvec, t1)
+    with about(paths.dwi):
+        typer.echo(f"wrote {overview(paths, out, slice_z)}")
 
 
 @app.command()
@@ -418,6 +431,13 @@ def train(
     device: Annotated[
         str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1); default: the GPU if there is one.")
     ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the subjects' prepared arrays (default: <out>/cache); runs on the same "
+            "data can share one."
+        ),
+    ] = None,
 ) -> None:
     """Train a model on the paper's patch protocol (validation PSNR against tricubic).
 
@@ -444,7 +464,7 @@ def train(
     if model is not None:
         values["model"] = model
     scores = run_training(
-        TrainConfig.from_dict(values), data, out, resume=resume, epochs=epochs, device=device
+        TrainConfig.from_dict(values), data, out, resume=resume, cache=cache, epochs=epochs, device=device
     )
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"finished {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.io import atomic_path, file_digest, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
@@ -58,9 +58,10 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         series = load_dwi(paths)
-        mask = series_mask(series)
-        reciprocal = b0_reciprocal(mean_b0(series), mask)
-        volumes = shell_indices(series.gtab, shell)
+        with about(paths.dwi):
+            mask = series_mask(series)
+            reciprocal = b0_reciprocal(mean_b0(series), mask)
+            volumes = shell_indices(series.gtab, shell)
         dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)
         for i, v in enumerate(volumes):
             dwi[i] = series.data[..., v] * reciprocal

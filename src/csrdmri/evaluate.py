@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.infer import Upsampler
 from csrdmri.io import file_digest, load_dwi
 from csrdmri.layout import DatasetPaths, find_dataset
@@ -178,14 +178,16 @@ def paper_protocol(
         paths = find_dataset(Path(cohort) / name)
         refuse_seen(paths, methods)
         series = load_dwi(paths)
-        mask = series_mask(series)
-        reciprocal = b0_reciprocal(mean_b0(series), mask)
+        with about(paths.dwi):
+            mask = series_mask(series)
+            reciprocal = b0_reciprocal(mean_b0(series), mask)
+            shell = shell_indices(series.gtab)
         if need_t1 and paths.t1 is None:
             raise InputError(f"subject {name} has no T1w, but a method under evaluation needs one")
         t1 = t1_on_dwi_grid(paths.t1, series, mask) if need_t1 else None
         rng = np.random.default_rng([seed, index])
         origins = patch_origins(mask, patches_per_subject, rng)
-        volumes = rng.choice(shell_indices(series.gtab), size=len(origins))
+        volumes = rng.choice(shell, size=len(origins))
         for number, (origin, volume) in enumerate(zip(origins, volumes, strict=True)):
             box = tuple(slice(int(o), int(o) + PATCH) for o in origin)
             patch = (series.data[(*box, volume)] * reciprocal[box]).astype(np.float64)

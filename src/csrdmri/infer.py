@@ -4,7 +4,10 @@ Per volume, in the input's intensity units:
 
 * **b0 volumes** are upsampled tricubically: the models are trained on b ≈ 1000 volumes divided
   by the mean b0 (S/S0), and a b0 divided by the mean b0 carries no structure to learn from.
-* **diffusion-weighted volumes** are divided by the mean b0 inside the (dilated) brain mask, as
+* **diffusion-weighted volumes of other shells** (b not within 1000 ± 100 s/mm²) are upsampled
+  tricubically too, with a warning: the models never saw them. A series without any
+  b ≈ 1000 volume is refused when a model is asked for.
+* **b ≈ 1000 volumes** are divided by the mean b0 inside the (dilated) brain mask, as
   in training; the model predicts S/S0 on the HR grid, and its correction of the tricubic
   S/S0 (prediction − tricubic S/S0), multiplied by the mean b0 upsampled tricubically, is added
   to the tricubic upsampling of the volume. Multiplying the prediction itself by the upsampled
@@ -18,12 +21,16 @@ Every output is clipped at 0 (magnitude data).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -37,9 +44,11 @@ from csrdmri.errors import InputError
 from csrdmri.grid import TargetGrid
 from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
 from csrdmri.layout import nifti_stem
-from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0
+from csrdmri.preprocess import DEFAULT_SHELL, b0_floor, b0_reciprocal, mean_b0, shell_indices
 from csrdmri.resample import resample
 from csrdmri.tiling import CHUNK, TILE, Box, as_input, predict_tiles
+
+log = logging.getLogger(__name__)
 
 OUTSIDE = ("tricubic", "zero")
 #: HR planes (first axis) resampled at once when writing the tricubic part of an output volume.
@@ -159,18 +168,27 @@ def upsample_series(
     """
     if up.uses_t1 and t1 is None:
         raise InputError(f"model {up.name} uses a T1w: give one with --t1 (or use a model without T1w)")
-    b0s = set(b0_indices(series.gtab).tolist()) if up.model is not None else set()
+    weighted: set[int] = set()  # the volumes the model corrects
     if up.model is not None:
         if mask is None:
             raise ValueError("a brain mask is needed to run a model")
-        region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
+        weighted = set(shell_indices(series.gtab).tolist())
+        others = int((~series.gtab.b0s_mask).sum()) - len(weighted)
+        if others:
+            log.warning(
+                "%d diffusion-weighted volumes are not at b ≈ %g s/mm² (the models' shell): "
+                "they are upsampled tricubically",
+                others,
+                DEFAULT_SHELL,
+            )
         s0 = mean_b0(series)
-        reciprocal = b0_reciprocal(s0, region)
+        region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
+        reciprocal = b0_reciprocal(s0, region, floor=b0_floor(s0, mask))
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
         volume = series.data[..., v]
-        corrected = up.model is not None and v not in b0s
+        corrected = v in weighted
         for start in range(0, grid.shape[0], SLAB):
             slab = (slice(start, start + SLAB), slice(None), slice(None))
             result = resample(volume, grid.shape, box=slab)
@@ -198,14 +216,51 @@ def upsample_to_file(
     t1: np.ndarray | None = None,
     options: Options = Options(),
 ) -> None:
-    """:func:`upsample_series` into a temporary memory map beside ``out`` (memory stays bounded
-    by one volume whatever the series' length), then :func:`write_result`."""
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".csrdmri-") as tmp:
-        shape = (*grid.shape, series.data.shape[3])
-        data = np.lib.format.open_memmap(Path(tmp) / "out.npy", mode="w+", dtype=np.float32, shape=shape)
+    """:func:`upsample_series` into a memory map of an unnamed file beside ``out`` (memory stays
+    bounded whatever the series' length), then :func:`write_result`."""
+    shape = (*grid.shape, series.data.shape[3])
+    with working_file(out.parent, int(np.prod(shape)) * 4) as handle:
+        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
         upsample_series(series, grid, up, data, mask, t1, options)
         write_result(out, data, grid, series, up, options)
         del data
+
+
+@contextlib.contextmanager
+def working_file(folder: Path, size: int) -> Iterator[BinaryIO]:
+    """An unnamed file of ``size`` bytes in ``folder``, its disk space reserved up front.
+
+    Unnamed (unlinked at once, ``O_TMPFILE`` on Linux), so nothing is left behind even when the
+    process is killed; reserved, so a full disk is a clear error now rather than a crash
+    (SIGBUS) when a memory map of it is written later.
+    """
+    try:
+        handle = tempfile.TemporaryFile(dir=folder, prefix=".csrdmri-")
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            else:  # macOS, Windows: no reservation, the file is only extended
+                handle.truncate(size)
+        except OSError as exc:
+            raise InputError(
+                f"not enough free disk in {folder} for the output's working copy "
+                f"({size / 1e9:.1f} GB): {exc.strerror or exc}"
+            ) from None
+        yield handle
+
+
+def check_size(grid: TargetGrid, volumes: int, max_gb: float) -> None:
+    """Refuse an output image larger than ``max_gb`` GB of float32 (``--max-output-gb``)."""
+    size = int(np.prod(grid.shape)) * volumes * 4
+    if size > max_gb * 1e9:
+        shape = " × ".join(map(str, grid.shape))
+        raise InputError(
+            f"the output would be {size / 1e9:.1f} GB ({shape} × {volumes} volumes of float32), "
+            f"over the {max_gb:g} GB limit: raise it with --max-output-gb if that is intended"
+        )
 
 
 def output_paths(out: Path) -> list[Path]:
@@ -255,7 +310,7 @@ def write_result(
             checkpoint=str(up.checkpoint),
             model_config=up.meta.get("model"),
             t1w=str(series.paths.t1) if up.uses_t1 else None,
-            b0_volumes="tricubic",
+            model_volumes=shell_indices(series.gtab).tolist(),
             outside_mask=options.outside if options else "tricubic",
             mask=str(series.paths.mask) if series.paths.mask else "median_otsu on the mean b0",
             mask_margin_voxels=options.margin if options else None,

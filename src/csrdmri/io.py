@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import warnings
@@ -24,8 +25,13 @@ from dipy.io import read_bvals_bvecs
 from csrdmri.errors import InputError
 from csrdmri.layout import DatasetPaths, nifti_stem
 
+log = logging.getLogger(__name__)
+
 #: b-values at or below this (s/mm²) count as b0, as DIPY's default.
 B0_THRESHOLD = 50.0
+#: Voxels per write when saving a NIfTI (4 MiB of float32): memory spent writing an image is set
+#: by this, not by the size of a volume (nibabel copies a whole volume per write).
+WRITE_CHUNK = 1 << 20
 #: The process umask, read once, so files written through a temporary name (some writers create
 #: them owner-only) end with the usual permissions.
 _UMASK = os.umask(0)
@@ -98,6 +104,11 @@ def load_image(path: str | Path, what: str, ndim: tuple[int, ...] = (3,)) -> nib
         raise InputError(f"{what} file {path} is {len(shape)}D {shape}; a {need} image is needed")
     if shape != img.shape:
         img = img.slicer[(...,) + (0,) * (len(img.shape) - len(shape))]
+    qform, sform = img.get_qform(coded=True)[0], img.get_sform(coded=True)[0]
+    if qform is not None and sform is not None and not np.allclose(qform, sform, atol=1e-3):
+        # nibabel's (and FSL's, ANTs') rule: the sform wins; say so, since tools disagree.
+        gap = np.abs(qform - sform).max()
+        log.warning("%s file %s: qform and sform differ (by up to %.3g); using the sform", what, path, gap)
     return img
 
 
@@ -132,6 +143,7 @@ def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
         raise InputError(f"{bvec} lists {len(bvecs)} b-vectors but the DWI has {n_volumes} volumes")
     if not (np.isfinite(bvals).all() and np.isfinite(bvecs).all()) or (bvals < 0).any():
         raise InputError(f"{bval} / {bvec} hold negative or non-finite values")
+    bvecs = unit_bvecs(bvecs, bvals > B0_THRESHOLD, bvec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -140,11 +152,45 @@ def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
         raise InputError(f"b-vectors in {bvec} are not usable: {exc}") from None
 
 
+def unit_bvecs(bvecs: np.ndarray, weighted: np.ndarray, path: Path) -> np.ndarray:
+    """b-vectors (N, 3) of the diffusion-weighted volumes (``weighted``) scaled to unit length.
+
+    A zero vector for a weighted volume is refused (no direction); other lengths more than 1 %
+    off are normalised with a warning, the b-values being kept as given (some converters store
+    b-value scaling in the vector length; csrdmri does not guess it). b0 vectors are left alone.
+    """
+    norms = np.linalg.norm(bvecs, axis=1)
+    zero = np.flatnonzero(weighted & (norms < 1e-6))
+    if zero.size:
+        raise InputError(f"b-vector of diffusion-weighted volume {zero[0]} in {path} is zero (no direction)")
+    off = weighted & (np.abs(norms - 1.0) > 1e-2)
+    if off.any():
+        log.warning(
+            "%d b-vectors in %s are not unit length (%.3g to %.3g); normalised, b-values kept as given",
+            off.sum(),
+            path,
+            norms[off].min(),
+            norms[off].max(),
+        )
+    bvecs = bvecs.copy()
+    bvecs[weighted] /= norms[weighted, None]
+    return bvecs
+
+
 def load_dwi(paths: DatasetPaths) -> DWISeries:
-    """Load a 4D DWI series and its gradient table."""
+    """Load a 4D DWI series and its gradient table.
+
+    Refused: an all-zero volume (a dropped acquisition: remove it and its b-value/b-vector).
+    """
     img = load_image(paths.dwi, "DWI", ndim=(4,))
     gtab = load_gradients(paths.bval, paths.bvec, img.shape[3])
     data = read_voxels(img, paths.dwi, "DWI")
+    empty = np.flatnonzero(~data.any(axis=(0, 1, 2)))
+    if empty.size:
+        raise InputError(
+            f"volume {empty[0]} of {paths.dwi} is all zero (a dropped volume?); remove it and its "
+            "b-value and b-vector first"
+        )
     return DWISeries(data, img.affine.copy(), gtab, img.header, paths)
 
 
@@ -153,7 +199,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success.
 
     The temporary name keeps ``dest``'s suffixes (so nibabel picks the same format), and is
-    removed if the block raises or is interrupted, so ``dest`` is never half-written.
+    removed if the block raises or is interrupted, so ``dest`` is never half-written. An
+    ``OSError`` in the block (disk full, ...) becomes an :class:`InputError` naming ``dest``.
     """
     dest = Path(dest)
     if not dest.parent.is_dir():
@@ -167,6 +214,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, dest)
+    except OSError as exc:  # disk full, quota, a folder that takes no files (e.g. /proc)
+        raise InputError(f"cannot write {dest}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -187,8 +236,30 @@ def save_nifti(
     img.set_qform(affine, code=code or 1)
     img.header.set_xyzt_units("mm", "sec")
     img.header.set_slope_inter(1.0, 0.0)
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    img.update_header()
+    with atomic_path(path) as tmp, nib.openers.ImageOpener(tmp, "wb") as f:
+        img.header.write_to(f)  # header and extensions; sets the data offset after them
+        f.write(b"\0" * (int(img.header.get_data_offset()) - f.tell()))
+        for chunk in _fortran_chunks(img.dataobj, WRITE_CHUNK):
+            f.write(chunk)
+
+
+def _fortran_chunks(data: np.ndarray, voxels: int) -> Iterator[bytes]:
+    """The bytes of ``data`` in Fortran (NIfTI) order, as consecutive pieces of about
+    ``voxels`` values each: runs of whole planes ``data[:, :, k0:k1, ...]`` of one volume, or
+    runs of rows ``data[:, j0:j1, k, ...]`` when one plane is larger than that."""
+    grid = data.reshape((*data.shape[:3], -1))  # volumes last, a 3D image as one volume
+    nx, ny, nz, nv = grid.shape
+    rows = max(1, voxels // nx)
+    for v in range(nv):
+        if rows >= ny:
+            step = max(1, rows // ny)
+            for k in range(0, nz, step):
+                yield grid[:, :, k : k + step, v].tobytes(order="F")
+        else:
+            for k in range(nz):
+                for j in range(0, ny, rows):
+                    yield grid[:, j : j + rows, k, v].tobytes(order="F")
 
 
 def gradient_paths(nifti: str | Path) -> tuple[Path, Path]:

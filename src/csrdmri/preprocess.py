@@ -60,26 +60,40 @@ def mean_b0(series: DWISeries) -> np.ndarray:
     return series.data[..., b0_indices(series.gtab)].mean(axis=-1)
 
 
-def b0_reciprocal(b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def b0_reciprocal(b0: np.ndarray, mask: np.ndarray, floor: float | None = None) -> np.ndarray:
     """``1 / S0`` inside the brain, 0 elsewhere: the factor that turns a DWI into S/S0.
 
     Parameters
     ----------
     b0 : ndarray, shape (X, Y, Z), the mean b0
-    mask : bool ndarray, shape (X, Y, Z), the brain mask
+    mask : bool ndarray, shape (X, Y, Z), the brain mask (or a region around it)
+    floor : float, optional
+        Signal void below it; default :func:`b0_floor` of ``mask`` (give the brain's when
+        ``mask`` is a dilated region).
 
     Returns
     -------
     ndarray, shape (X, Y, Z), float32. 0 outside the mask, where S/S0 is the ratio of two noise
-    samples and means nothing, and where the mean b0 is below ``B0_FLOOR`` × the brain's 99th
-    percentile. Compute it once per subject and multiply each volume by it.
+    samples and means nothing, and where the mean b0 is below ``floor``. Compute it once per
+    subject and multiply each volume by it.
+    """
+    valid = mask & (b0 > (b0_floor(b0, mask) if floor is None else floor))
+    return np.where(valid, 1.0 / np.where(valid, b0, 1.0), 0.0).astype(np.float32)
+
+
+def b0_floor(b0: np.ndarray, mask: np.ndarray) -> float:
+    """``B0_FLOOR`` × the 99th percentile of the mean b0 in ``mask``: below it, signal void.
+
+    Refused when the mean b0 is at or below it in most of the mask (a b0 volume that is empty,
+    or a mask that misses the brain): there is nothing to normalise by.
     """
     inside = b0[mask]
-    top = np.percentile(inside, 99) if inside.size else 0.0
-    if top <= 0:
-        raise InputError("the mean b0 is zero inside the brain mask; cannot normalise by it")
-    valid = mask & (b0 > B0_FLOOR * top)
-    return np.where(valid, 1.0 / np.where(valid, b0, 1.0), 0.0).astype(np.float32)
+    floor = B0_FLOOR * np.percentile(inside, 99) if inside.size else 0.0
+    if floor <= 0 or np.mean(inside > floor) < 0.5:
+        raise InputError(
+            "the mean b0 is zero (or signal void) in most of the brain mask; cannot normalise by it"
+        )
+    return float(floor)
 
 
 def normalise_by_b0(data: np.ndarray, b0: np.ndarray, mask: np.ndarray) -> np.ndarray:

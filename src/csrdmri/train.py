@@ -41,6 +41,17 @@ CPU_INR = {"latent": 64, "g0": 32, "growth": 32, "blocks": 4, "layers": 3, "widt
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Training options that must be > 0.
+POSITIVE = (
+    "lr",
+    "lr_step_epochs",
+    "epochs",
+    "batch_size",
+    "patches_per_subject",
+    "lr_size",
+    "val_every",
+    "val_patches",
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,18 @@ class TrainConfig:
                 raise InputError(f"training option {key} must be {type(default).__name__}, got {value!r}")
             checked[key] = value
         config = cls(**checked)
+        for key in POSITIVE:
+            if getattr(config, key) <= 0:
+                raise InputError(f"training option {key} must be positive, got {getattr(config, key)!r}")
+        if config.fft_weight < 0:
+            raise InputError(f"training option fft_weight must not be negative, got {config.fft_weight!r}")
+        scales = config.scale_range
+        if len(scales) != 2 or not 1 < scales[0] <= scales[1]:
+            raise InputError(
+                f"training option scale_range must be [low, high] with 1 < low ≤ high, got {list(scales)}"
+            )
+        if not config.val_scales or min(config.val_scales) <= 1:
+            raise InputError(f"training option val_scales must all be > 1, got {list(config.val_scales)}")
         if config.degradation not in DEGRADATIONS:
             raise InputError(
                 f"degradation must be one of {', '.join(DEGRADATIONS)}, got {config.degradation!r}"
@@ -273,6 +296,16 @@ def train(
             dist.destroy_process_group()
 
 
+def _keep_log_rows(path: Path, epochs: int) -> None:
+    """Drop the rows of epochs ≥ ``epochs`` from a run's log.csv (atomically): a run killed in
+    mid-epoch logged steps that its resumption repeats."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epochs]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
 def _train(
     config: TrainConfig,
     data: Path,
@@ -288,7 +321,7 @@ def _train(
     if lead:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    cache = cache or data / ".csrdmri-cache"
+    cache = cache or out / "cache"  # inside the run: nothing is written beside the data
     if not lead:
         dist.barrier()  # process 0 prepares the caches first
     train_subjects = _subjects(data, "train", cache)
@@ -332,6 +365,8 @@ def _train(
     steps_per_epoch = math.ceil(config.patches_per_subject * len(train_subjects) / config.batch_size)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or not resume
+    if lead and not new_log:
+        _keep_log_rows(log_path, start_epoch)
     scores: dict[str, float] = {}
     log_file = open(log_path, "w" if new_log else "a", newline="") if lead else None
     try:

@@ -29,7 +29,7 @@ import numpy as np
 from dipy.core.gradients import gradient_table
 
 from csrdmri.dti import TensorMaps, dti_errors, tensor_maps
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.evaluate import Method, refuse_seen
 from csrdmri.grid import TargetGrid, resampled_affine, shape_for_scale
 from csrdmri.infer import Options, upsample_series
@@ -143,8 +143,9 @@ def volume_protocol(
     A dataset that trained or selected one of the methods is refused."""
     refuse_seen(series.paths, methods)
     options = options or Options()
-    mask = series_mask(series)
-    b0s, volumes = b0_indices(series.gtab), shell_indices(series.gtab)
+    with about(series.paths.dwi):
+        mask = series_mask(series)
+        b0s, volumes = b0_indices(series.gtab), shell_indices(series.gtab)
     truth = own_ratio(series.data, b0s, volumes, mask)
     truth_maps = tensor_maps(series.data, series.gtab, mask)
     cases = []

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import copy
 import inspect
+import typing
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 
 from csrdmri.errors import InputError
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {}
+#: Bounds on a model read from a config (a checkpoint's metadata is untrusted input): every
+#: integer size, and the parameter count (the paper's model has about 6.4 M).
+MAX_SIZE = 1024
+MAX_PARAMETERS = 200_000_000
 
 
 def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -63,10 +69,33 @@ def build_model(name_or_config: str | dict) -> nn.Module:
     arch = config.pop("architecture", None)
     if arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {arch!r}; available: {', '.join(sorted(ARCHITECTURES))}")
+    cls = ARCHITECTURES[arch]
+    check_config(arch, cls, config)
     try:
-        return ARCHITECTURES[arch](**config)
-    except TypeError as exc:
+        with torch.device("meta"):  # sized without allocating: a config can ask for anything
+            size = sum(p.numel() for p in cls(**config).parameters())
+    except (TypeError, ValueError) as exc:
         raise InputError(f"bad configuration for {arch!r}: {exc}") from None
+    if size > MAX_PARAMETERS:
+        raise InputError(
+            f"configuration of {arch!r} asks for {size:,} parameters (at most {MAX_PARAMETERS:,})"
+        )
+    return cls(**config)
+
+
+def check_config(arch: str, cls: type[nn.Module], config: dict) -> None:
+    """Each value of ``config`` has the type its constructor's annotation names (a bool is not an
+    int, an int is a float), sizes are 1..``MAX_SIZE``; unknown keys are left to the constructor."""
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in config.items():
+        expected = hints.get(key)
+        if expected is None:
+            continue
+        allowed = (int, float) if expected is float else (expected,)
+        if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
+            raise InputError(f"model option {key} of {arch!r} must be {expected.__name__}, got {value!r}")
+        if expected is int and not 1 <= value <= MAX_SIZE:
+            raise InputError(f"model option {key} of {arch!r} must be within 1..{MAX_SIZE}, got {value}")
 
 
 #: Architectures built on the RDN encoder: their size keys (g0, growth, ...) mean the same.

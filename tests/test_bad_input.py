@@ -1,0 +1,503 @@
+"""Bad input never crashes and never leaves output behind (docs/reliability.md lists every case).
+
+Each case breaks one thing in a small, otherwise valid scan folder (or in the command line) and
+runs the real ``csrdmri`` command. Every case must end with exit status 2, one line on stderr
+naming the problem and the offending file or option, no traceback, and no file created or
+changed anywhere under the test's folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import assert_user_error, gradients, oblique_affine, run, write_dwi
+from safetensors.torch import load_file, save_file
+
+from csrdmri.checkpoint import find_checkpoint
+from csrdmri.io import file_digest
+
+SHAPE = (16, 14, 12)
+
+
+def write_scan(folder: Path, data: np.ndarray | None = None, bvals=None, bvecs=None) -> Path:
+    """A scan folder: dwi.nii.gz (1 b0 + 6 directions, a bright box of "brain" in a dim field),
+    dwi.bval, dwi.bvec and a T1w on the same grid."""
+    if data is None:
+        data = np.full((*SHAPE, 7), 20.0, dtype=np.float32)
+        data[3:13, 3:11, 2:10, 0] = 1000.0
+        data[3:13, 3:11, 2:10, 1:] = 400.0 + 40.0 * np.arange(6)
+    if bvals is None:
+        bvals, bvecs = gradients()
+    write_dwi(folder, data, oblique_affine(), bvals, bvecs)
+    t1 = np.zeros(SHAPE, dtype=np.float32)
+    t1[3:13, 3:11, 2:10] = np.linspace(200.0, 800.0, 10)[:, None, None]
+    nib.save(nib.Nifti1Image(t1, oblique_affine()), folder / "t1w.nii.gz")
+    return folder
+
+
+def upsample(*args) -> list:
+    """``csrdmri upsample`` arguments; the output is always out/sr.nii.gz under the test folder."""
+    return ["upsample", *args, "--out", "out/sr.nii.gz"]
+
+
+CASES: dict[str, Callable[[Path], tuple[list, tuple[str, ...]]]] = {}
+
+
+def case(function: Callable[[Path], tuple[list, tuple[str, ...]]]):
+    """Register a case: ``function(scan_folder)`` breaks something and returns the command's
+    arguments and the fragments its error line must contain."""
+    CASES[function.__name__] = function
+    return function
+
+
+def dwi_file(scan: Path) -> Path:
+    return scan / "dwi.nii.gz"
+
+
+def rewrite_dwi(scan: Path, data: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(data, oblique_affine()), dwi_file(scan))
+
+
+def dwi_data(scan: Path) -> np.ndarray:
+    return np.asarray(nib.load(dwi_file(scan)).dataobj, dtype=np.float32)
+
+
+@case
+def input_missing(scan):
+    return upsample("nope/dwi.nii.gz", "--scale", "2", "--model", "tricubic"), ("not found", "nope")
+
+
+@case
+def not_a_nifti(scan):
+    dwi_file(scan).write_bytes(gzip.compress(b"this is a text file, not an image\n" * 20))
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
+        "not a readable NIfTI",
+        "dwi.nii.gz",
+    )
+
+
+@case
+def truncated_gzip(scan):
+    raw = dwi_file(scan).read_bytes()
+    dwi_file(scan).write_bytes(raw[: len(raw) // 2])
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("truncated", "dwi.nii.gz")
+
+
+@case
+def three_d_dwi(scan):
+    rewrite_dwi(scan, dwi_data(scan)[..., 0])
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("is 3D", "4D", "dwi.nii.gz")
+
+
+@case
+def five_d_dwi(scan):
+    rewrite_dwi(scan, np.stack([dwi_data(scan)] * 2, axis=-1))
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("is 5D", "dwi.nii.gz")
+
+
+@case
+def bval_missing(scan):
+    (scan / "dwi.bval").unlink()
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
+        "b-value file not found",
+        "dwi.bval",
+    )
+
+
+@case
+def bvec_missing(scan):
+    (scan / "dwi.bvec").unlink()
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
+        "b-vector file not found",
+        "dwi.bvec",
+    )
+
+
+@case
+def bval_count(scan):
+    bvals = gradients()[0]
+    np.savetxt(scan / "dwi.bval", bvals[None, :-1], fmt="%g")
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("6 b-values", "7 volumes", "dwi.bval")
+
+
+@case
+def bvec_count(scan):
+    bvecs = gradients()[1]
+    np.savetxt(scan / "dwi.bvec", np.vstack([bvecs, bvecs[-1:]]).T, fmt="%.6f")
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("8 b-vectors", "7 volumes", "dwi.bvec")
+
+
+@case
+def bval_not_numbers(scan):
+    (scan / "dwi.bval").write_text("0 1000 1000 abc 1000 1000 1000\n")
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("cannot read b-values", "dwi.bval")
+
+
+@case
+def bvec_zero_for_a_diffusion_volume(scan):
+    bvecs = gradients()[1]
+    bvecs[3] = 0.0
+    np.savetxt(scan / "dwi.bvec", bvecs.T, fmt="%.6f")
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("b-vector", "volume 3", "dwi.bvec")
+
+
+@case
+def no_b0(scan):
+    bvals, bvecs = gradients()
+    bvals[0], bvecs[0] = 1000.0, [1.0, 0.0, 0.0]
+    write_scan(scan, bvals=bvals, bvecs=bvecs)
+    return upsample(scan, "--scale", "2"), ("no b0 volume", "dwi.nii.gz")
+
+
+@case
+def no_b1000(scan):
+    write_scan(scan, bvals=gradients(bvalue=3000.0)[0], bvecs=gradients()[1])
+    return upsample(scan, "--scale", "2"), ("no volume with b = 1000", "dwi.nii.gz")
+
+
+@case
+def nan_voxels(scan):
+    data = dwi_data(scan)
+    data[5, 5, 5, 2] = np.nan
+    rewrite_dwi(scan, data)
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("NaN or infinite", "dwi.nii.gz")
+
+
+@case
+def infinite_voxels(scan):
+    data = dwi_data(scan)
+    data[0, 0, 0, 0] = np.inf
+    rewrite_dwi(scan, data)
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("NaN or infinite", "dwi.nii.gz")
+
+
+@case
+def all_zero_volume(scan):
+    data = dwi_data(scan)
+    data[..., 4] = 0.0
+    rewrite_dwi(scan, data)
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("volume 4", "all zero", "dwi.nii.gz")
+
+
+@case
+def zero_b0_inside_the_mask(scan):
+    data = dwi_data(scan)
+    data[3:13, 3:11, 2:10, 0] = 0.0
+    rewrite_dwi(scan, data)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[4:12, 4:10, 3:9] = 1
+    nib.save(nib.Nifti1Image(mask, oblique_affine()), scan / "mask.nii.gz")
+    return upsample(scan, "--scale", "2", "--mask", scan / "mask.nii.gz"), (
+        "mean b0 is zero",
+        "most of the brain mask",
+        "dwi.nii.gz",
+    )
+
+
+@case
+def empty_mask(scan):
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), oblique_affine()), scan / "mask.nii.gz")
+    return upsample(scan, "--scale", "2", "--mask", scan / "mask.nii.gz"), ("is empty", "mask.nii.gz")
+
+
+@case
+def mask_of_another_grid(scan):
+    nib.save(nib.Nifti1Image(np.ones((8, 7, 6), np.uint8), oblique_affine()), scan / "mask.nii.gz")
+    return upsample(scan, "--scale", "2", "--mask", scan / "mask.nii.gz"), (
+        "not on the DWI grid",
+        "mask.nii.gz",
+    )
+
+
+@case
+def t1w_outside_the_dwi(scan):
+    far = oblique_affine()
+    far[:3, 3] += 500.0
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.float32), far), scan / "t1w.nii.gz")
+    return upsample(scan, "--scale", "2"), ("does not overlap", "t1w.nii.gz")
+
+
+@case
+def t1w_absent(scan):
+    (scan / "t1w.nii.gz").unlink()
+    return upsample(dwi_file(scan), "--scale", "2"), ("uses a T1w", "--t1")
+
+
+@case
+def t1w_path_missing(scan):
+    return upsample(dwi_file(scan), "--scale", "2", "--t1", scan / "T1.nii.gz"), ("not found", "T1.nii.gz")
+
+
+@case
+def scale_one(scan):
+    return upsample(scan, "--scale", "1", "--model", "tricubic"), ("--scale must be > 1",)
+
+
+@case
+def scale_below_one_on_an_axis(scan):
+    return upsample(scan, "--scale", "2,2,0.5", "--model", "tricubic"), ("--scale must be > 1",)
+
+
+@case
+def scale_absurd(scan):
+    return upsample(scan, "--scale", "400", "--model", "tricubic"), ("GB", "--max-output-gb")
+
+
+@case
+def scale_not_a_number(scan):
+    return upsample(scan, "--scale", "abc", "--model", "tricubic"), ("--scale must be a number", "'abc'")
+
+
+@case
+def scale_two_numbers(scan):
+    return upsample(scan, "--scale", "2,2", "--model", "tricubic"), ("needs 1 or 3 numbers",)
+
+
+@case
+def voxel_size_larger_than_input(scan):
+    return upsample(scan, "--voxel-size", "3", "--model", "tricubic"), ("larger than the input",)
+
+
+@case
+def scale_and_voxel_size(scan):
+    return upsample(scan, "--scale", "2", "--voxel-size", "1", "--model", "tricubic"), ("exactly one of",)
+
+
+@case
+def unknown_model(scan):
+    return upsample(scan, "--scale", "2", "--model", "magic"), ("unknown model 'magic'",)
+
+
+def _checkpoint_copy() -> tuple[dict, dict]:
+    """Tensors and metadata of the shipped default checkpoint."""
+    from safetensors import safe_open
+
+    path = find_checkpoint("csr-dmri-cpu")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    return load_file(str(path)), meta
+
+
+@case
+def checkpoint_of_another_architecture(scan):
+    tensors, meta = _checkpoint_copy()
+    config = json.loads(meta["csrdmri"])
+    config["model"]["width"] = 32
+    save_file(tensors, str(scan / "other.safetensors"), metadata={"csrdmri": json.dumps(config)})
+    return upsample(scan, "--scale", "2", "--model", scan / "other.safetensors"), (
+        "do not match",
+        "other.safetensors",
+    )
+
+
+@case
+def checkpoint_config_of_wrong_type(scan):
+    tensors, meta = _checkpoint_copy()
+    config = json.loads(meta["csrdmri"])
+    config["model"]["latent"] = "64; import os"
+    save_file(tensors, str(scan / "odd.safetensors"), metadata={"csrdmri": json.dumps(config)})
+    return upsample(scan, "--scale", "2", "--model", scan / "odd.safetensors"), ("latent", "odd.safetensors")
+
+
+@case
+def checkpoint_config_absurd_size(scan):
+    tensors, meta = _checkpoint_copy()
+    config = json.loads(meta["csrdmri"])
+    config["model"]["width"] = 10**9
+    save_file(tensors, str(scan / "huge.safetensors"), metadata={"csrdmri": json.dumps(config)})
+    return upsample(scan, "--scale", "2", "--model", scan / "huge.safetensors"), ("width", "huge.safetensors")
+
+
+@case
+def checkpoint_corrupted(scan):
+    raw = find_checkpoint("csr-dmri-cpu").read_bytes()
+    (scan / "broken.safetensors").write_bytes(raw[: len(raw) // 3])
+    return upsample(scan, "--scale", "2", "--model", scan / "broken.safetensors"), (
+        "not a readable safetensors",
+        "broken.safetensors",
+    )
+
+
+@case
+def pickled_weights(scan):
+    with open(scan / "weights.pt", "wb") as handle:
+        pickle.dump({"weight": torch.zeros(3)}, handle)
+    return upsample(scan, "--scale", "2", "--model", scan / "weights.pt"), (
+        "pickled files are refused",
+        "weights.pt",
+    )
+
+
+@case
+def output_exists(scan):
+    out = scan.parent / "out" / "sr.nii.gz"
+    out.parent.mkdir()
+    out.write_text("precious")
+    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("already exists", "--force")
+
+
+@case
+def output_not_nifti(scan):
+    return ["upsample", scan, "--scale", "2", "--model", "tricubic", "--out", "out/sr.png"], (
+        "must end in .nii.gz",
+    )
+
+
+@case
+def output_folder_not_writable(scan):
+    # /proc/self exists and takes no new files, even for root (chmod would not stop root).
+    return ["upsample", scan, "--scale", "2", "--model", "tricubic", "--out", "/proc/self/sr.nii.gz"], (
+        "cannot write",
+        "/proc/self",
+    )
+
+
+@case
+def phantom_without_subjects(scan):
+    return ["phantom", "--out", "cohort", "--subjects", "0"], ("needs at least 1 subject", "got 0")
+
+
+@case
+def train_config_not_json(scan):
+    (scan / "config.json").write_text("{epochs: 3")
+    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], (
+        "cannot read training config",
+        "config.json",
+    )
+
+
+@case
+def train_config_wrong_type(scan):
+    (scan / "config.json").write_text(json.dumps({"lr": "fast"}))
+    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], ("lr must be float",)
+
+
+@case
+def train_config_out_of_range(scan):
+    (scan / "config.json").write_text(json.dumps({"batch_size": 0}))
+    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], (
+        "batch_size must be positive",
+    )
+
+
+@case
+def train_config_scale_range(scan):
+    (scan / "config.json").write_text(json.dumps({"scale_range": [3, 0.5]}))
+    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], ("scale_range",)
+
+
+@case
+def train_unknown_option(scan):
+    (scan / "config.json").write_text(json.dumps({"epoch": 3}))
+    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], (
+        "unknown training option",
+        "epoch",
+    )
+
+
+@case
+def train_without_subjects(scan):
+    (scan.parent / "empty").mkdir()
+    return ["train", "--data", scan.parent / "empty", "--out", "run"], ("no training subjects", "empty")
+
+
+@case
+def evaluate_on_a_training_subject(scan):
+    tensors, meta = _checkpoint_copy()
+    config = json.loads(meta["csrdmri"])
+    config["seen_subjects"] = {file_digest(dwi_file(scan)): "subject-07"}
+    save_file(tensors, str(scan / "mine.safetensors"), metadata={"csrdmri": json.dumps(config)})
+    return ["evaluate", "--real", scan, "--models", scan / "mine.safetensors"], (
+        "subject-07",
+        "trained or selected",
+        "dwi.nii.gz",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_refused_cleanly(name, tmp_path, monkeypatch):
+    scan = write_scan(tmp_path / "scan")
+    args, fragments = CASES[name](scan)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert_user_error(run(*args), *fragments)
+    assert snapshot(tmp_path) == before
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_suite_covers_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+# Legal but unusual input: accepted, with a warning where the user should know.
+
+
+def upsampled(scan: Path, name: str, *args) -> tuple[np.ndarray, Path]:
+    out = scan.parent / name / "sr.nii.gz"
+    result = run("upsample", scan, "--scale", "2", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    return nib.load(out).get_fdata(dtype=np.float32), out
+
+
+@pytest.fixture
+def reference(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A clean scan, and its upsampling by the default model and by tricubic."""
+    scan = write_scan(tmp_path / "clean")
+    return scan, upsampled(scan, "model")[0], upsampled(scan, "tricubic", "--model", "tricubic")[0]
+
+
+def test_qform_unlike_sform_uses_the_sform_with_a_warning(reference, tmp_path, caplog):
+    scan, expected, _ = reference
+    img = nib.load(dwi_file(scan))
+    img = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
+    img.set_qform(oblique_affine(angles=(0.0, 0.0, 0.0)), code=1)
+    nib.save(img, dwi_file(scan))
+    got, out = upsampled(scan, "qform")
+    assert "qform and sform differ" in caplog.text
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(nib.load(out).get_qform(), nib.load(out).get_sform(), atol=1e-5)
+
+
+def test_int16_data_with_scaling_reads_as_its_scaled_values(reference, tmp_path):
+    scan, expected, _ = reference
+    data = dwi_data(scan)  # multiples of 2 plus 10: exact as int16 × 2 + 10
+    img = nib.Nifti1Image(((data - 10.0) / 2.0).astype(np.int16), oblique_affine())
+    img.header.set_slope_inter(2.0, 10.0)
+    nib.save(img, dwi_file(scan))
+    np.testing.assert_allclose(upsampled(scan, "int16")[0], expected, rtol=1e-6, atol=1e-3)
+
+
+def test_b_vectors_off_unit_length_are_normalised_with_a_warning(reference, tmp_path, caplog):
+    scan, expected, _ = reference
+    bvals, bvecs = gradients()
+    np.savetxt(scan / "dwi.bvec", 1.5 * bvecs.T, fmt="%.6f")
+    got, out = upsampled(scan, "bvec")
+    assert "6 b-vectors" in caplog.text and "normalised" in caplog.text
+    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bvec")).T, bvecs, atol=1e-6)
+    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bval")), bvals)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-3)
+
+
+def test_volumes_of_another_shell_are_upsampled_tricubically_with_a_warning(reference, tmp_path, caplog):
+    scan, expected, tricubic = reference
+    bvals = gradients()[0]
+    bvals[6] = 2000.0
+    np.savetxt(scan / "dwi.bval", bvals[None], fmt="%g")
+    got, out = upsampled(scan, "shells")
+    assert "1 diffusion-weighted volumes are not at b ≈ 1000" in caplog.text
+    np.testing.assert_allclose(got[..., 6], tricubic[..., 6], rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(got[..., :6], expected[..., :6], rtol=1e-6, atol=1e-3)
+    assert not np.allclose(expected[..., 6], tricubic[..., 6], atol=1e-2)  # the model acts on b = 1000
+    assert json.loads(out.with_name("sr.json").read_text())["model_volumes"] == [1, 2, 3, 4, 5]
