@@ -2,11 +2,12 @@
 
 Two phantom subjects with the same anatomy (1 b0 + 6 diffusion volumes, generated into a
 temporary folder) at 2 mm (91×109×91) and at 1.25 mm (145×174×145, 4.05× the voxels) are
-super-resolved 2× by the shipped ``csr-dmri-cpu``, each run of the real command in a fresh
+super-resolved 2× by the shipped ``csr-dmri-cpu``, each by the steps of ``upsample_to_file``
+(mask and T1w, ``upsample_series`` into the unnamed working file, ``write_result``) in a fresh
 process, at the default ``--tile`` and at a smaller one. Printed per run: peak resident memory
 (VmHWM) and peak anonymous memory (RssAnon sampled every 20 ms: what the process itself holds,
-without the file pages of the input and of the output memory map), both minus the process's
-memory once the input is loaded, their ratio large/small, and the time.
+without the file pages of the input and of the output memory map), overall and per step, all
+minus the process's memory once the input is loaded, their ratio large/small, and the time.
 
 Usage: python benchmarks/bench_memory.py [--threads N] [--tiles 130,64] [--volumes N]
 """
@@ -34,11 +35,12 @@ def _status(key: str) -> float:
 
 
 def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -> None:
+    import numpy as np
     import torch
     from dipy.core.gradients import gradient_table
 
     from csrdmri.grid import TargetGrid
-    from csrdmri.infer import Options, Upsampler, upsample_to_file
+    from csrdmri.infer import Options, Upsampler, upsample_series, working_file, write_result
     from csrdmri.io import load_dwi
     from csrdmri.layout import find_dataset
     from csrdmri.preprocess import series_mask, t1_on_dwi_grid
@@ -51,11 +53,11 @@ def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -
         series.gtab = gradient_table(series.gtab.bvals[:volumes], bvecs=series.gtab.bvecs[:volumes])
     up = Upsampler.load("csr-dmri-cpu")
     base_rss, base_anon = _status("VmRSS"), _status("RssAnon")
-    peak_anon, running = [base_anon], True
+    stage, peaks, running = ["mask"], {"mask": base_anon}, True
 
     def sample() -> None:
         while running:
-            peak_anon[0] = max(peak_anon[0], _status("RssAnon"))
+            peaks[stage[0]] = max(peaks.get(stage[0], base_anon), _status("RssAnon"))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -64,11 +66,19 @@ def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -
     mask = series_mask(series)
     t1 = t1_on_dwi_grid(paths.t1, series, mask)
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
-    upsample_to_file(series, grid, up, Path(out), mask, t1, Options(tile=tile))
+    shape = (*grid.shape, series.data.shape[3])
+    with working_file(Path(out).parent, int(np.prod(shape)) * 4) as handle:  # as upsample_to_file
+        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
+        stage[0] = "upsample"
+        upsample_series(series, grid, up, data, mask, t1, Options(tile=tile))
+        stage[0] = "write"
+        write_result(Path(out), data, grid, series, up)
+        del data
     seconds = time.perf_counter() - start
     running = False
     sampler.join()
-    queue.put((series.shape, grid.shape, _status("VmHWM") - base_rss, peak_anon[0] - base_anon, seconds))
+    stages = {name: peak - base_anon for name, peak in peaks.items()}
+    queue.put((series.shape, grid.shape, _status("VmHWM") - base_rss, stages, seconds))
 
 
 def main() -> None:
@@ -87,8 +97,11 @@ def main() -> None:
             folder = Path(tmp) / f"{voxel}mm"
             generate_cohort(folder, 1, seed=0, params=PhantomParams(voxel_size=voxel, n_dirs=6, n_b0=1))
             subjects[voxel] = folder / "phantom000"
-        print("| --tile | input | output | peak RSS (MB) | peak anonymous (MB) | time (s) |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| --tile | input | output | peak RSS (MB) | peak anonymous (MB) "
+            "| of which mask+T1w / upsample / write (MB) | time (s) |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for tile in (int(t) for t in args.tiles.split(",")):
             peaks = []
             for voxel, subject in subjects.items():
@@ -98,13 +111,18 @@ def main() -> None:
                     target=_run, args=(str(subject), str(out), tile, args.threads, args.volumes, queue)
                 )
                 process.start()
-                shape, grid, rss, anon, seconds = queue.get()
+                shape, grid, rss, stages, seconds = queue.get()
                 process.join()
+                anon = max(stages.values())
                 peaks.append((rss, anon))
-                print(f"| {tile} | {shape} | {grid} | {rss:.0f} | {anon:.0f} | {seconds:.1f} |", flush=True)
+                parts = " / ".join(f"{stages.get(name, 0.0):.0f}" for name in ("mask", "upsample", "write"))
+                print(
+                    f"| {tile} | {shape} | {grid} | {rss:.0f} | {anon:.0f} | {parts} | {seconds:.1f} |",
+                    flush=True,
+                )
             (rss_a, anon_a), (rss_b, anon_b) = peaks
             print(
-                f"| {tile} | growth, 4.05× the voxels | | {rss_b / rss_a:.2f}× | {anon_b / anon_a:.2f}× | |"
+                f"| {tile} | growth, 4.05× the voxels | | {rss_b / rss_a:.2f}× | {anon_b / anon_a:.2f}× | | |"
             )
 
 

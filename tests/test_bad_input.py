@@ -242,6 +242,16 @@ def scale_one(scan):
 
 
 @case
+def scale_below_one(scan):
+    return upsample(scan, "--scale", "0.5", "--model", "tricubic"), ("--scale must be > 1",)
+
+
+@case
+def neither_scale_nor_voxel_size(scan):
+    return upsample(scan, "--model", "tricubic"), ("exactly one of --scale or --voxel-size",)
+
+
+@case
 def scale_below_one_on_an_axis(scan):
     return upsample(scan, "--scale", "2,2,0.5", "--model", "tricubic"), ("--scale must be > 1",)
 
@@ -501,3 +511,13 @@ def test_volumes_of_another_shell_are_upsampled_tricubically_with_a_warning(refe
     np.testing.assert_allclose(got[..., :6], expected[..., :6], rtol=1e-6, atol=1e-3)
     assert not np.allclose(expected[..., 6], tricubic[..., 6], atol=1e-2)  # the model acts on b = 1000
     assert json.loads(out.with_name("sr.json").read_text())["model_volumes"] == [1, 2, 3, 4, 5]
+
+
+def test_trailing_singleton_dimensions_are_squeezed(reference, tmp_path):
+    scan, expected, _ = reference
+    rewrite_dwi(scan, dwi_data(scan)[..., None])  # (X, Y, Z, V, 1)
+    t1 = nib.load(scan / "t1w.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.asarray(t1.dataobj)[..., None], t1.affine), scan / "t1w.nii.gz"
+    )  # (X, Y, Z, 1)
+    np.testing.assert_allclose(upsampled(scan, "squeezed")[0], expected, rtol=1e-6, atol=1e-3)

@@ -116,26 +116,6 @@ def test_existing_output_needs_force(small_dwi, tmp_path):
     assert nib.load(out).shape == (28, 24, 20, 7)
 
 
-@pytest.mark.parametrize(
-    ("args", "fragment"),
-    [
-        (["--scale", "1"], "must be > 1"),
-        (["--scale", "0.5"], "must be > 1"),
-        (["--scale", "2,2,0.5"], "must be > 1"),
-        (["--scale", "abc"], "must be a number"),
-        (["--scale", "2,2"], "needs 1 or 3 numbers"),
-        ([], "exactly one of --scale or --voxel-size"),
-        (["--scale", "2", "--voxel-size", "1"], "exactly one of --scale or --voxel-size"),
-        (["--voxel-size", "3"], "larger than the input"),
-        (["--scale", "2", "--model", "magic"], "unknown model 'magic'"),
-    ],
-)
-def test_bad_upsample_requests(small_dwi, tmp_path, args, fragment):
-    out = tmp_path / "sr.nii.gz"
-    assert_user_error(tricubic(small_dwi, *args, "--out", out), fragment)
-    assert not out.exists()
-
-
 def test_missing_bval_from_the_command_line(small_dwi, tmp_path):
     small_dwi.with_name("dwi.bval").unlink()
     out = tmp_path / "sr.nii.gz"

@@ -76,7 +76,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0]  # the first mismatch, not the heading
         raise InputError(f"{path}: weights do not match the configured architecture ({first})") from None
     return model, meta
 

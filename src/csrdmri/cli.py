@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from csrdmri.errors import InputError, about
+from csrdmri.errors import InputError
 from csrdmri.weights import DEFAULT_MODEL, shipped
 
 app = typer.Typer(
@@ -103,9 +103,7 @@ def info(
     from csrdmri.info import describe, format_facts
     from csrdmri.layout import find_dataset
 
-    paths = find_dataset(path, bval, bvec, t1, mask)
-    with about(paths.dwi):
-        facts = describe(paths)
+    facts = describe(find_dataset(path, bval, bvec, t1, mask))
     typer.echo(json.dumps(facts, indent=2) if as_json else format_facts(facts))
 
 
@@ -193,13 +191,13 @@ def upsample(
     series = load_dwi(paths)
     grid = TargetGrid.over(series.shape, series.affine, scale=scales, voxel_size=voxels)
     if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
-        raise InputError(f"--voxel-size {voxel_size} mm is larger than the input's voxels {series.zooms}")
+        zooms = " × ".join(f"{z:.4g}" for z in series.zooms)
+        raise InputError(f"--voxel-size {voxel_size} mm is larger than the input's voxels ({zooms} mm)")
     check_size(grid, series.data.shape[3], max_output_gb)
     out = check_output(out, force)
-    with about(paths.dwi):
-        brain = series_mask(series) if up.model is not None else None
-        t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
-        upsample_to_file(series, grid, up, out, brain, t1_lr, options)
+    brain = series_mask(series) if up.model is not None else None
+    t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
+    upsample_to_file(series, grid, up, out, brain, t1_lr, options)
     shape = " × ".join(map(str, grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in grid.zooms)
     typer.echo(f"wrote {out}: {shape} × {series.data.shape[3]} volumes, voxel {zooms} mm ({model})")
@@ -401,9 +399,7 @@ def figure(
     if out.suffix.lower() != ".png":
         raise InputError(f"--out {out} must be a .png file")
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = find_dataset(path, bval, bvec, t1)
-    with about(paths.dwi):
-        typer.echo(f"wrote {overview(paths, out, slice_z)}")
+    typer.echo(f"wrote {overview(find_dataset(path, bval, bvec, t1), out, slice_z)}")
 
 
 @app.command()

@@ -58,8 +58,8 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         series = load_dwi(paths)
+        mask = series_mask(series)
         with about(paths.dwi):
-            mask = series_mask(series)
             reciprocal = b0_reciprocal(mean_b0(series), mask)
             volumes = shell_indices(series.gtab, shell)
         dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)

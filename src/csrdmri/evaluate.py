@@ -178,8 +178,8 @@ def paper_protocol(
         paths = find_dataset(Path(cohort) / name)
         refuse_seen(paths, methods)
         series = load_dwi(paths)
+        mask = series_mask(series)
         with about(paths.dwi):
-            mask = series_mask(series)
             reciprocal = b0_reciprocal(mean_b0(series), mask)
             shell = shell_indices(series.gtab)
         if need_t1 and paths.t1 is None:

@@ -12,7 +12,7 @@ from dipy.reconst.dti import TensorModel
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 from PIL import Image
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.io import atomic_path, load_dwi, load_image
 from csrdmri.layout import DatasetPaths
 from csrdmri.preprocess import mean_b0, series_mask, shell_indices, t1_on_dwi_grid
@@ -36,8 +36,9 @@ def overview(paths: DatasetPaths, out: Path, z: int | None = None, title: str | 
     if z is None:
         zs = np.flatnonzero(mask.any(axis=(0, 1)))
         z = int((zs.min() + zs.max()) // 2)
-    b0 = mean_b0(series)
-    dwi = series.data[..., shell_indices(series.gtab)[0]]
+    with about(paths.dwi):
+        b0 = mean_b0(series)
+        dwi = series.data[..., shell_indices(series.gtab)[0]]
     fit = TensorModel(series.gtab).fit(series.data[:, :, z], mask=mask[:, :, z])
     panels = [
         ("mean b0", b0[:, :, z], "gray"),

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from csrdmri import __version__
 from csrdmri.checkpoint import find_checkpoint, load_model
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.grid import TargetGrid
 from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
 from csrdmri.layout import nifti_stem
@@ -172,7 +172,10 @@ def upsample_series(
     if up.model is not None:
         if mask is None:
             raise ValueError("a brain mask is needed to run a model")
-        weighted = set(shell_indices(series.gtab).tolist())
+        with about(series.paths.dwi):
+            weighted = set(shell_indices(series.gtab).tolist())
+            s0 = mean_b0(series)
+            floor = b0_floor(s0, mask)
         others = int((~series.gtab.b0s_mask).sum()) - len(weighted)
         if others:
             log.warning(
@@ -181,9 +184,8 @@ def upsample_series(
                 others,
                 DEFAULT_SHELL,
             )
-        s0 = mean_b0(series)
         region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
-        reciprocal = b0_reciprocal(s0, region, floor=b0_floor(s0, mask))
+        reciprocal = b0_reciprocal(s0, region, floor=floor)
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):

@@ -16,7 +16,7 @@ from dipy.segment.mask import median_otsu
 from nibabel.processing import resample_from_to
 from scipy import ndimage
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.io import DWISeries, load_image, read_voxels
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,10 @@ def load_mask(path: str | Path, series: DWISeries) -> np.ndarray:
 def series_mask(series: DWISeries, mask_path: str | Path | None = None) -> np.ndarray:
     """The given mask (``mask_path``, else the dataset's own), or ``median_otsu`` on the mean b0."""
     path = mask_path or series.paths.mask
-    return load_mask(path, series) if path else brain_mask(mean_b0(series))
+    if path:
+        return load_mask(path, series)
+    with about(series.paths.dwi):
+        return brain_mask(mean_b0(series))
 
 
 def fov_fraction(

@@ -143,8 +143,8 @@ def volume_protocol(
     A dataset that trained or selected one of the methods is refused."""
     refuse_seen(series.paths, methods)
     options = options or Options()
+    mask = series_mask(series)
     with about(series.paths.dwi):
-        mask = series_mask(series)
         b0s, volumes = b0_indices(series.gtab), shell_indices(series.gtab)
     truth = own_ratio(series.data, b0s, volumes, mask)
     truth_maps = tensor_maps(series.data, series.gtab, mask)
