@@ -49,9 +49,11 @@ def wait_until(condition, process: subprocess.Popen, timeout: float = 120.0) -> 
         time.sleep(0.01)
 
 
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the process ended before it was killed"
+def kill(process: subprocess.Popen, how: signal.Signals = signal.SIGKILL) -> None:
+    """Send ``how``; SIGKILL ends the process at once, SIGTERM unwinds it (exit status 143)."""
+    process.send_signal(how)
+    expected = -signal.SIGKILL if how == signal.SIGKILL else 128 + how
+    assert process.wait() == expected, "the process ended before it was killed"
 
 
 def writes_into(process: subprocess.Popen, folder: Path) -> bool:
@@ -64,7 +66,10 @@ def writes_into(process: subprocess.Popen, folder: Path) -> bool:
     return any(link.startswith(str(folder)) for link in links)
 
 
-def test_killed_upsample_leaves_nothing_and_runs_again(tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_upsample_leaves_nothing_and_runs_again(tmp_path, how):
+    """Killed (SIGKILL) or terminated (SIGTERM: kill, a batch system's time limit) mid-run: no
+    partial output, no temporary file; the same command can simply be run again."""
     rng = np.random.default_rng(0)
     shape = (40, 40, 30)
     data = rng.uniform(300, 500, size=(*shape, 7)).astype(np.float32)
@@ -79,7 +84,7 @@ def test_killed_upsample_leaves_nothing_and_runs_again(tmp_path):
     process = start("upsample", scan, "--scale", "2", "--out", out / "sr.nii.gz")
     wait_until(lambda: writes_into(process, out), process)  # the model's work has begun
     time.sleep(np.random.default_rng().uniform(0.0, 0.5))
-    kill(process)
+    kill(process, how)
     assert list(out.iterdir()) == []
     result = run("upsample", scan, "--scale", "2", "--out", out / "sr.nii.gz")
     assert result.exit_code == 0, result.output

@@ -208,28 +208,3 @@ def test_command_line_defaults_are_the_library_defaults():
     parameters = inspect.signature(cli.upsample).parameters
     for name in ("device", "precision", "tile", "chunk", "margin", "outside"):
         assert parameters[name].default == getattr(Options(), name), name
-
-
-def test_a_terminated_upsample_leaves_nothing_behind(small_cohort, checkpoint, tmp_path):
-    """SIGTERM (kill, a batch system's time limit) mid-run: exit status 143, no partial output,
-    no temporary folder; the same command can simply be run again."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import time
-
-    exe = shutil.which("csrdmri", path=os.path.dirname(sys.executable))
-    out = tmp_path / "out" / "sr.nii.gz"
-    out.parent.mkdir()
-    args = [exe, "upsample", small_cohort / "phantom001", "--scale", "3", "--model", checkpoint, "--out", out]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not list(out.parent.glob(".csrdmri-*")):  # the output's temporary memory map exists
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.terminate()
-    proc.communicate(timeout=60)
-    assert proc.returncode == 143
-    assert list(out.parent.iterdir()) == []
