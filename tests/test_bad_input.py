@@ -48,6 +48,11 @@ def upsample(*args) -> list:
     return ["upsample", *args, "--out", "out/sr.nii.gz"]
 
 
+def tricubic_2x(path) -> list:
+    """``csrdmri upsample PATH --scale 2 --model tricubic`` (for cases where no model is needed)."""
+    return upsample(path, "--scale", "2", "--model", "tricubic")
+
+
 CASES: dict[str, Callable[[Path], tuple[list, tuple[str, ...]]]] = {}
 
 
@@ -70,15 +75,21 @@ def dwi_data(scan: Path) -> np.ndarray:
     return np.asarray(nib.load(dwi_file(scan)).dataobj, dtype=np.float32)
 
 
+def set_voxels(scan: Path, index: tuple, value: float) -> None:
+    data = dwi_data(scan)
+    data[index] = value
+    rewrite_dwi(scan, data)
+
+
 @case
 def input_missing(scan):
-    return upsample("nope/dwi.nii.gz", "--scale", "2", "--model", "tricubic"), ("not found", "nope")
+    return tricubic_2x("nope/dwi.nii.gz"), ("not found", "nope")
 
 
 @case
 def not_a_nifti(scan):
     dwi_file(scan).write_bytes(gzip.compress(b"this is a text file, not an image\n" * 20))
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
+    return tricubic_2x(dwi_file(scan)), (
         "not a readable NIfTI",
         "dwi.nii.gz",
     )
@@ -88,57 +99,48 @@ def not_a_nifti(scan):
 def truncated_gzip(scan):
     raw = dwi_file(scan).read_bytes()
     dwi_file(scan).write_bytes(raw[: len(raw) // 2])
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("truncated", "dwi.nii.gz")
+    return tricubic_2x(dwi_file(scan)), ("truncated", "dwi.nii.gz")
 
 
 @case
 def three_d_dwi(scan):
     rewrite_dwi(scan, dwi_data(scan)[..., 0])
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("is 3D", "4D", "dwi.nii.gz")
+    return tricubic_2x(dwi_file(scan)), ("is 3D", "4D", "dwi.nii.gz")
 
 
 @case
 def five_d_dwi(scan):
     rewrite_dwi(scan, np.stack([dwi_data(scan)] * 2, axis=-1))
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), ("is 5D", "dwi.nii.gz")
+    return tricubic_2x(dwi_file(scan)), ("is 5D", "dwi.nii.gz")
 
 
-@case
-def bval_missing(scan):
-    (scan / "dwi.bval").unlink()
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
-        "b-value file not found",
-        "dwi.bval",
-    )
+for _suffix, _what in (("bval", "b-value"), ("bvec", "b-vector")):
 
+    def _missing(scan, suffix=_suffix, what=_what):
+        (scan / f"dwi.{suffix}").unlink()
+        return tricubic_2x(dwi_file(scan)), (f"{what} file not found", f"dwi.{suffix}")
 
-@case
-def bvec_missing(scan):
-    (scan / "dwi.bvec").unlink()
-    return upsample(dwi_file(scan), "--scale", "2", "--model", "tricubic"), (
-        "b-vector file not found",
-        "dwi.bvec",
-    )
+    CASES[f"{_suffix}_missing"] = _missing
 
 
 @case
 def bval_count(scan):
     bvals = gradients()[0]
     np.savetxt(scan / "dwi.bval", bvals[None, :-1], fmt="%g")
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("6 b-values", "7 volumes", "dwi.bval")
+    return tricubic_2x(scan), ("6 b-values", "7 volumes", "dwi.bval")
 
 
 @case
 def bvec_count(scan):
     bvecs = gradients()[1]
     np.savetxt(scan / "dwi.bvec", np.vstack([bvecs, bvecs[-1:]]).T, fmt="%.6f")
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("8 b-vectors", "7 volumes", "dwi.bvec")
+    return tricubic_2x(scan), ("8 b-vectors", "7 volumes", "dwi.bvec")
 
 
 @case
 def bval_not_numbers(scan):
     (scan / "dwi.bval").write_text("0 1000 1000 abc 1000 1000 1000\n")
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("cannot read b-values", "dwi.bval")
+    return tricubic_2x(scan), ("cannot read b-values", "dwi.bval")
 
 
 @case
@@ -146,7 +148,7 @@ def bvec_zero_for_a_diffusion_volume(scan):
     bvecs = gradients()[1]
     bvecs[3] = 0.0
     np.savetxt(scan / "dwi.bvec", bvecs.T, fmt="%.6f")
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("b-vector", "volume 3", "dwi.bvec")
+    return tricubic_2x(scan), ("b-vector", "volume 3", "dwi.bvec")
 
 
 @case
@@ -165,26 +167,20 @@ def no_b1000(scan):
 
 @case
 def nan_voxels(scan):
-    data = dwi_data(scan)
-    data[5, 5, 5, 2] = np.nan
-    rewrite_dwi(scan, data)
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("NaN or infinite", "dwi.nii.gz")
+    set_voxels(scan, np.s_[5, 5, 5, 2], np.nan)
+    return tricubic_2x(scan), ("NaN or infinite", "dwi.nii.gz")
 
 
 @case
 def infinite_voxels(scan):
-    data = dwi_data(scan)
-    data[0, 0, 0, 0] = np.inf
-    rewrite_dwi(scan, data)
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("NaN or infinite", "dwi.nii.gz")
+    set_voxels(scan, np.s_[0, 0, 0, 0], np.inf)
+    return tricubic_2x(scan), ("NaN or infinite", "dwi.nii.gz")
 
 
 @case
 def all_zero_volume(scan):
-    data = dwi_data(scan)
-    data[..., 4] = 0.0
-    rewrite_dwi(scan, data)
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("volume 4", "all zero", "dwi.nii.gz")
+    set_voxels(scan, np.s_[..., 4], 0.0)
+    return tricubic_2x(scan), ("volume 4", "all zero", "dwi.nii.gz")
 
 
 @case
@@ -236,94 +232,54 @@ def t1w_path_missing(scan):
     return upsample(dwi_file(scan), "--scale", "2", "--t1", scan / "T1.nii.gz"), ("not found", "T1.nii.gz")
 
 
-@case
-def scale_one(scan):
-    return upsample(scan, "--scale", "1", "--model", "tricubic"), ("--scale must be > 1",)
+#: Cases of `csrdmri upsample scan ... --model tricubic` options alone: options, fragments.
+OPTION_CASES = {
+    "scale_one": (["--scale", "1"], ("--scale must be > 1",)),
+    "scale_below_one": (["--scale", "0.5"], ("--scale must be > 1",)),
+    "scale_below_one_on_an_axis": (["--scale", "2,2,0.5"], ("--scale must be > 1",)),
+    "scale_absurd": (["--scale", "400"], ("GB", "--max-output-gb")),
+    "scale_not_a_number": (["--scale", "abc"], ("--scale must be a number", "'abc'")),
+    "scale_two_numbers": (["--scale", "2,2"], ("needs 1 or 3 numbers",)),
+    "neither_scale_nor_voxel_size": ([], ("exactly one of --scale or --voxel-size",)),
+    "scale_and_voxel_size": (["--scale", "2", "--voxel-size", "1"], ("exactly one of",)),
+    "voxel_size_larger_than_input": (["--voxel-size", "3"], ("larger than the input",)),
+    "unknown_model": (["--scale", "2", "--model", "magic"], ("unknown model 'magic'",)),
+}
+for _name, (_options, _fragments) in OPTION_CASES.items():
+    CASES[_name] = lambda scan, o=_options, f=_fragments: (upsample(scan, "--model", "tricubic", *o), f)
 
 
-@case
-def scale_below_one(scan):
-    return upsample(scan, "--scale", "0.5", "--model", "tricubic"), ("--scale must be > 1",)
-
-
-@case
-def neither_scale_nor_voxel_size(scan):
-    return upsample(scan, "--model", "tricubic"), ("exactly one of --scale or --voxel-size",)
-
-
-@case
-def scale_below_one_on_an_axis(scan):
-    return upsample(scan, "--scale", "2,2,0.5", "--model", "tricubic"), ("--scale must be > 1",)
-
-
-@case
-def scale_absurd(scan):
-    return upsample(scan, "--scale", "400", "--model", "tricubic"), ("GB", "--max-output-gb")
-
-
-@case
-def scale_not_a_number(scan):
-    return upsample(scan, "--scale", "abc", "--model", "tricubic"), ("--scale must be a number", "'abc'")
-
-
-@case
-def scale_two_numbers(scan):
-    return upsample(scan, "--scale", "2,2", "--model", "tricubic"), ("needs 1 or 3 numbers",)
-
-
-@case
-def voxel_size_larger_than_input(scan):
-    return upsample(scan, "--voxel-size", "3", "--model", "tricubic"), ("larger than the input",)
-
-
-@case
-def scale_and_voxel_size(scan):
-    return upsample(scan, "--scale", "2", "--voxel-size", "1", "--model", "tricubic"), ("exactly one of",)
-
-
-@case
-def unknown_model(scan):
-    return upsample(scan, "--scale", "2", "--model", "magic"), ("unknown model 'magic'",)
-
-
-def _checkpoint_copy() -> tuple[dict, dict]:
-    """Tensors and metadata of the shipped default checkpoint."""
+def doctored_checkpoint(path: Path, change: Callable[[dict], None]) -> Path:
+    """A copy of the shipped default checkpoint at ``path`` with ``change`` applied to its
+    metadata (the weights unchanged)."""
     from safetensors import safe_open
 
-    path = find_checkpoint("csr-dmri-cpu")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
-    return load_file(str(path)), meta
+    shipped = find_checkpoint("csr-dmri-cpu")
+    with safe_open(str(shipped), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["csrdmri"])
+    change(meta)
+    save_file(load_file(str(shipped)), str(path), metadata={"csrdmri": json.dumps(meta)})
+    return path
 
 
 @case
 def checkpoint_of_another_architecture(scan):
-    tensors, meta = _checkpoint_copy()
-    config = json.loads(meta["csrdmri"])
-    config["model"]["width"] = 32
-    save_file(tensors, str(scan / "other.safetensors"), metadata={"csrdmri": json.dumps(config)})
-    return upsample(scan, "--scale", "2", "--model", scan / "other.safetensors"), (
-        "do not match",
-        "other.safetensors",
-    )
+    path = doctored_checkpoint(scan / "other.safetensors", lambda meta: meta["model"].update(width=32))
+    return upsample(scan, "--scale", "2", "--model", path), ("do not match", "other.safetensors")
 
 
 @case
 def checkpoint_config_of_wrong_type(scan):
-    tensors, meta = _checkpoint_copy()
-    config = json.loads(meta["csrdmri"])
-    config["model"]["latent"] = "64; import os"
-    save_file(tensors, str(scan / "odd.safetensors"), metadata={"csrdmri": json.dumps(config)})
-    return upsample(scan, "--scale", "2", "--model", scan / "odd.safetensors"), ("latent", "odd.safetensors")
+    path = doctored_checkpoint(
+        scan / "odd.safetensors", lambda meta: meta["model"].update(latent="64; import os")
+    )
+    return upsample(scan, "--scale", "2", "--model", path), ("latent", "odd.safetensors")
 
 
 @case
 def checkpoint_config_absurd_size(scan):
-    tensors, meta = _checkpoint_copy()
-    config = json.loads(meta["csrdmri"])
-    config["model"]["width"] = 10**9
-    save_file(tensors, str(scan / "huge.safetensors"), metadata={"csrdmri": json.dumps(config)})
-    return upsample(scan, "--scale", "2", "--model", scan / "huge.safetensors"), ("width", "huge.safetensors")
+    path = doctored_checkpoint(scan / "huge.safetensors", lambda meta: meta["model"].update(width=10**9))
+    return upsample(scan, "--scale", "2", "--model", path), ("width", "huge.safetensors")
 
 
 @case
@@ -351,7 +307,7 @@ def output_exists(scan):
     out = scan.parent / "out" / "sr.nii.gz"
     out.parent.mkdir()
     out.write_text("precious")
-    return upsample(scan, "--scale", "2", "--model", "tricubic"), ("already exists", "--force")
+    return tricubic_2x(scan), ("already exists", "--force")
 
 
 @case
@@ -421,15 +377,11 @@ def train_without_subjects(scan):
 
 @case
 def evaluate_on_a_training_subject(scan):
-    tensors, meta = _checkpoint_copy()
-    config = json.loads(meta["csrdmri"])
-    config["seen_subjects"] = {file_digest(dwi_file(scan)): "subject-07"}
-    save_file(tensors, str(scan / "mine.safetensors"), metadata={"csrdmri": json.dumps(config)})
-    return ["evaluate", "--real", scan, "--models", scan / "mine.safetensors"], (
-        "subject-07",
-        "trained or selected",
-        "dwi.nii.gz",
+    digest = file_digest(dwi_file(scan))
+    path = doctored_checkpoint(
+        scan / "mine.safetensors", lambda meta: meta.update(seen_subjects={digest: "subject-07"})
     )
+    return ["evaluate", "--real", scan, "--models", path], ("subject-07", "trained or selected", "dwi.nii.gz")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
