@@ -25,6 +25,8 @@ continuous LR index ``(j + 0.5)·N/M − 0.5``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import itertools
 from collections.abc import Iterator, Sequence
 
@@ -296,7 +298,24 @@ def predict_tiles(
         values = decode_tile(model, features, local, selected, chunk, precision)
         if model.residual:
             values += resample(lr, shape, box=hr)[selected]
+        del inputs, features
+        release_memory()
         yield hr, selected, values
+
+
+_LIBC = ctypes.util.find_library("c")
+#: glibc's ``malloc_trim``; None with other C libraries (musl, macOS, Windows).
+_MALLOC_TRIM = getattr(ctypes.CDLL(_LIBC), "malloc_trim", None) if _LIBC else None
+
+
+def release_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Tiles of different shapes leave the heap fragmented, and glibc keeps freed pages: without
+    this, peak memory grew with the number of tiles, i.e. with the volume (docs/benchmarks.md).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def decode_volume(
