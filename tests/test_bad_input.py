@@ -244,6 +244,11 @@ OPTION_CASES = {
     "scale_and_voxel_size": (["--scale", "2", "--voxel-size", "1"], ("exactly one of",)),
     "voxel_size_larger_than_input": (["--voxel-size", "3"], ("larger than the input",)),
     "unknown_model": (["--scale", "2", "--model", "magic"], ("unknown model 'magic'",)),
+    "adapt_tricubic": (["--scale", "2", "--adapt-steps", "5"], ("--adapt-steps needs a model",)),
+    "adapt_negative": (
+        ["--scale", "2", "--model", "csr-dmri-cpu", "--adapt-steps", "-1"],
+        ("must not be negative",),
+    ),
 }
 for _name, (_options, _fragments) in OPTION_CASES.items():
     CASES[_name] = lambda scan, o=_options, f=_fragments: (upsample(scan, "--model", "tricubic", *o), f)
@@ -280,6 +285,11 @@ def checkpoint_config_of_wrong_type(scan):
 def checkpoint_config_absurd_size(scan):
     path = doctored_checkpoint(scan / "huge.safetensors", lambda meta: meta["model"].update(width=10**9))
     return upsample(scan, "--scale", "2", "--model", path), ("width", "huge.safetensors")
+
+
+@case
+def adapt_to_a_scan_too_small(scan):
+    return upsample(scan, "--scale", "2", "--adapt-steps", "5"), ("at least 40 voxels per axis",)
 
 
 @case

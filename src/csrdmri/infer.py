@@ -28,7 +28,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from csrdmri import __version__
+from csrdmri.adapt import adapt, spread
 from csrdmri.checkpoint import find_checkpoint, load_model
 from csrdmri.errors import InputError, about
 from csrdmri.grid import TargetGrid
@@ -64,19 +65,37 @@ class Upsampler:
     model: nn.Module | None = None
     meta: dict = field(default_factory=dict)
     checkpoint: Path | None = None
+    adapt_steps: int = 0  # fine-tune a copy on each series first (csrdmri.adapt); 0: off
+    seed: int = 0  # of that adaptation
 
     @property
     def uses_t1(self) -> bool:
         return bool(getattr(self.model, "uses_t1", False))
 
     @classmethod
-    def load(cls, name: str) -> Upsampler:
-        """``tricubic``, a shipped model's name, a checkpoint or a run folder."""
+    def load(cls, name: str, adapt_steps: int = 0, seed: int = 0) -> Upsampler:
+        """``tricubic``, a shipped model's name, a checkpoint or a run folder; ``adapt_steps``
+        of per-scan adaptation (models only)."""
+        if adapt_steps < 0:
+            raise InputError(f"--adapt-steps must not be negative, got {adapt_steps}")
         if name == "tricubic":
+            if adapt_steps:
+                raise InputError("--adapt-steps needs a model; tricubic has nothing to adapt")
             return cls(name)
         path = find_checkpoint(name)
         model, meta = load_model(path)
-        return cls(name, model.eval(), meta, path)
+        if adapt_steps and not hasattr(model, "decode"):
+            raise InputError(f"--adapt-steps works with INR models (csr-dmri, arssr), not {name}")
+        return cls(name, model.eval(), meta, path, adapt_steps, seed)
+
+    def adapted(
+        self, volumes: np.ndarray, t1: np.ndarray | None, mask: np.ndarray, scale: float
+    ) -> Upsampler:
+        """This upsampler with its model fine-tuned on a scan (:func:`csrdmri.adapt.adapt`)."""
+        training = self.meta.get("training", {})
+        options = {k: training[k] for k in ("lr_size", "degradation") if k in training}
+        model = adapt(self.model, volumes, t1, mask, scale, self.adapt_steps, self.seed, **options)
+        return replace(self, model=model, adapt_steps=0)
 
 
 @dataclass(frozen=True)
@@ -186,6 +205,9 @@ def upsample_series(
             )
         region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
         reciprocal = b0_reciprocal(s0, region, floor=floor)
+        if up.adapt_steps:
+            own = np.stack([series.data[..., v] * reciprocal for v in spread(sorted(weighted))])
+            up = up.adapted(own.astype(np.float16), t1, mask, float(np.mean(grid.scales)))
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
@@ -316,6 +338,8 @@ def write_result(
             outside_mask=options.outside if options else "tricubic",
             mask=str(series.paths.mask) if series.paths.mask else "median_otsu on the mean b0",
             mask_margin_voxels=options.margin if options else None,
+            adapt_steps=up.adapt_steps,
+            adapt_seed=up.seed if up.adapt_steps else None,
             device=options.device if options else "cpu",
             precision=options.precision if options else "fp32",
         )
