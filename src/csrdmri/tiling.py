@@ -38,7 +38,7 @@ from csrdmri.grid import source_index
 from csrdmri.resample import resample
 
 #: Default largest tile side (LR voxels, halo included): a tile holds at most 130³ voxels; with the
-#: shipped models ``csrdmri upsample`` then peaks at ~3.2 GB besides its input (docs/benchmarks.md).
+#: shipped models ``csrdmri upsample`` then peaks at ~1.7–2.3 GB besides its input (docs/benchmarks.md).
 TILE = 130
 #: Default number of queries decoded at once (smaller chunks stay in cache: faster than 65 536).
 CHUNK = 16384
