@@ -70,8 +70,13 @@ def adapt(
     lr_size, degradation :
         As the model was trained (its checkpoint's training configuration).
     """
-    if any(n < PATCH for n in mask.shape):
-        raise InputError(f"adaptation needs a scan of at least {PATCH} voxels per axis, got {mask.shape}")
+    # A scan thinner than a patch (e.g. 34 slices) is zero-padded to one: the pairs come from
+    # the central crops, which stay inside the scan wherever they are in the brain.
+    pad = [(0, max(0, PATCH - n)) for n in mask.shape]
+    if any(after for _, after in pad):
+        volumes = np.pad(volumes, [(0, 0), *pad])
+        mask = np.pad(mask, pad)
+        t1 = None if t1 is None else np.pad(t1, pad)
     rng = np.random.default_rng([seed, 2**32 - 1])
     try:
         origins = np.unique(patch_origins(mask, ORIGINS, rng), axis=0)

@@ -277,7 +277,9 @@ def evaluate(
         str,
         typer.Option(
             help="Comma-separated methods, each NAME or LABEL=NAME: 'tricubic', a shipped model "
-            f"({', '.join(shipped())}), a checkpoint (.safetensors) or a run folder."
+            f"({', '.join(shipped())}), a checkpoint (.safetensors) or a run folder; NAME@N: "
+            "adapted for N steps to each whole volume or real scan first (the patch protocol "
+            "uses the model as is)."
         ),
     ] = "tricubic",
     scales: Annotated[str, typer.Option(help="Scale factors of the paper protocol (patches).")] = "2,3,4,2.4",

@@ -82,8 +82,12 @@ class Method:
 def resolve_method(name: str) -> Method:
     """``tricubic``, a shipped model, a checkpoint (``.safetensors``) or a run folder (its best,
     else its last checkpoint); or fixed-scale models of one architecture joined by ``+``
-    (``runs/dcsrn-x2+runs/dcsrn-x3``)."""
-    ups = tuple(Upsampler.load(part.strip()) for part in name.split("+"))
+    (``runs/dcsrn-x2+runs/dcsrn-x3``). ``NAME@N``: with ``N`` steps of per-scan adaptation
+    (:mod:`csrdmri.adapt`) before each whole volume or real scan."""
+    base, _, steps = name.rpartition("@") if "@" in name else (name, "", "0")
+    if not steps.isdigit():
+        raise InputError(f"{name}: the number after '@' is the adaptation steps, e.g. csr-dmri-cpu@100")
+    ups = tuple(Upsampler.load(part.strip(), int(steps)) for part in base.split("+"))
     if len(ups) > 1:
         scales = [training_scale(up) for up in ups]
         architectures = {up.meta["model"]["architecture"] if up.model else None for up in ups}
