@@ -1,9 +1,9 @@
 """Per-scan self-supervised adaptation (beyond the paper): fine-tune a copy of a model on the scan
 it is about to super-resolve.
 
-The scan's own b ≈ 1000 volumes (S/S0) play the high-resolution part: 40³ patches inside its
-brain are cropped to round(L·s)³ and degraded to L³ exactly as in training
-(:func:`csrdmri.data.sample_batch`), with ``s`` the requested scale, and a copy of the model
+The scan's own b ≈ 1000 volumes (S/S0) play the high-resolution part: round(L·s)³ patches inside
+its brain are degraded to L³ exactly as in training (:func:`csrdmri.data.sample_batch`), with
+``s`` the requested scale, and a copy of the model
 learns to undo that degradation (same loss as training). The adapted copy is then applied to
 the scan itself. The scan's data, the model given and the files are never modified; the result
 depends only on the inputs and ``seed``.
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from csrdmri.data import PreparedSubject, sample_batch
 from csrdmri.errors import InputError
 from csrdmri.losses import FFT_WEIGHT
-from csrdmri.patches import LR_SIZE, PATCH, patch_origins
+from csrdmri.patches import LR_SIZE, hr_size, patch_origins
 from csrdmri.train import Objective
 
 #: Adam learning rate of the adaptation (the paper's initial training rate).
@@ -70,16 +70,11 @@ def adapt(
     lr_size, degradation :
         As the model was trained (its checkpoint's training configuration).
     """
-    # A scan thinner than a patch (e.g. 34 slices) is zero-padded to one: the pairs come from
-    # the central crops, which stay inside the scan wherever they are in the brain.
-    pad = [(0, max(0, PATCH - n)) for n in mask.shape]
-    if any(after for _, after in pad):
-        volumes = np.pad(volumes, [(0, 0), *pad])
-        mask = np.pad(mask, pad)
-        t1 = None if t1 is None else np.pad(t1, pad)
-    rng = np.random.default_rng([seed, 2**32 - 1])
+    size = hr_size(scale, lr_size)  # the HR crop: patches are drawn at this size in the brain
     try:
-        origins = np.unique(patch_origins(mask, ORIGINS, rng), axis=0)
+        origins = np.unique(
+            patch_origins(mask, ORIGINS, np.random.default_rng([seed, 2**32 - 1]), size), axis=0
+        )
     except ValueError as exc:
         raise InputError(f"cannot adapt to this scan: {exc}") from None
     subject = PreparedSubject("scan", volumes, t1, origins, "")

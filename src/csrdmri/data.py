@@ -109,6 +109,7 @@ def sample_batch(
     use_t1: bool = True,
     degradation: str = "tricubic",
     part: slice = slice(None),
+    patch: int = PATCH,
 ) -> Batch:
     """The paper's pairs: a random subject, 40³ patch and b≈1000 volume per sample; HR = the
     central round(L·s)³ crop; LR (and T1w) = its downsampling to L³ (see
@@ -116,17 +117,18 @@ def sample_batch(
     it is resampled onto the DWI grid in the image domain, whatever the DWI's acquisition.
 
     All ``batch_size`` samples are drawn, but only those in ``part`` are read: the processes of
-    a distributed run each take their share of the same batch.
+    a distributed run each take their share of the same batch. ``patch``: the side of the
+    patches at the subjects' ``origins``.
     """
     draws = []
     for _ in range(batch_size):
         subject = subjects[rng.integers(len(subjects))]
         corner = subject.origins[rng.integers(len(subject.origins))]
-        n = min(draw_scale(rng, scale_range, lr_size), PATCH)
+        n = min(draw_scale(rng, scale_range, lr_size), patch)
         draws.append((subject, corner, n, int(rng.integers(subject.dwi.shape[0]))))
     lrs, t1s, hrs = [], [], []
     for subject, corner, n, volume in draws[part]:
-        box = tuple(slice(int(c), int(c) + PATCH) for c in corner)
+        box = tuple(slice(int(c), int(c) + patch) for c in corner)
         hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
         lrs.append(degrade(hr, lr_size, degradation))
         hrs.append(torch.from_numpy(hr))
