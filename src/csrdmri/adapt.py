@@ -93,6 +93,7 @@ def adapt(
                 lr_size,
                 use_t1,
                 degradation,
+                patch=size,
             )
             loss = objective(batch.lr, batch.t1, batch.hr) / BATCH
             optimizer.zero_grad()
