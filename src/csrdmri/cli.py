@@ -158,7 +158,7 @@ def upsample(
         typer.Option(
             help="Fine-tune a copy of the model on this scan for N steps first (self-supervised: "
             "its own patches degraded by the scale; about half a second per step on 2 CPU cores). "
-            "0: off (see docs/upsampling.md)."
+            "0: off (the default: on two real scans it has not helped yet, docs/results.md)."
         ),
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of --adapt-steps (same seed, same output).")] = 0,
