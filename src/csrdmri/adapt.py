@@ -3,10 +3,10 @@ it is about to super-resolve.
 
 The scan's own b ≈ 1000 volumes (S/S0) play the high-resolution part: round(L·s)³ patches inside
 its brain are degraded to L³ exactly as in training (:func:`csrdmri.data.sample_batch`), with
-``s`` the requested scale, and a copy of the model
-learns to undo that degradation (same loss as training). The adapted copy is then applied to
-the scan itself. The scan's data, the model given and the files are never modified; the result
-depends only on the inputs and ``seed``.
+``s`` the requested scale, and a copy of the model learns to undo that degradation (same loss
+as training). The adapted copy is then applied to the scan itself. The scan's data, the model
+given and the files are never modified; the result depends only on the inputs and ``seed``.
+Measured on two real scans it has not helped yet (docs/results.md), so it is off by default.
 """
 
 from __future__ import annotations
