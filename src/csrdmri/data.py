@@ -25,6 +25,7 @@ from csrdmri.io import atomic_path, file_digest, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.randomise import Acquisition, Randomisation
 
 #: Candidate patch corners kept per subject (a random subset of all valid ones).
 MAX_ORIGINS = 20000
@@ -110,6 +111,7 @@ def sample_batch(
     degradation: str = "tricubic",
     part: slice = slice(None),
     patch: int = PATCH,
+    randomise: Randomisation | None = None,
 ) -> Batch:
     """The paper's pairs: a random subject, 40³ patch and b≈1000 volume per sample; HR = the
     central round(L·s)³ crop; LR (and T1w) = its downsampling to L³ (see
@@ -118,25 +120,34 @@ def sample_batch(
 
     All ``batch_size`` samples are drawn, but only those in ``part`` are read: the processes of
     a distributed run each take their share of the same batch. ``patch``: the side of the
-    patches at the subjects' ``origins``.
+    patches at the subjects' ``origins``. ``randomise``: a randomised acquisition per pair
+    (:mod:`csrdmri.randomise`; ``degradation`` is then not used).
     """
     draws = []
     for _ in range(batch_size):
         subject = subjects[rng.integers(len(subjects))]
         corner = subject.origins[rng.integers(len(subject.origins))]
         n = min(draw_scale(rng, scale_range, lr_size), patch)
-        draws.append((subject, corner, n, int(rng.integers(subject.dwi.shape[0]))))
+        volume = int(rng.integers(subject.dwi.shape[0]))
+        # Drawn here, for every sample, so that each process of a distributed run sees the same.
+        acquisition = (Acquisition.draw(rng, randomise), rng.integers(2**63)) if randomise else None
+        draws.append((subject, corner, n, volume, acquisition))
     lrs, t1s, hrs = [], [], []
-    for subject, corner, n, volume in draws[part]:
+    for subject, corner, n, volume, acquisition in draws[part]:
         box = tuple(slice(int(c), int(c) + patch) for c in corner)
         hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
-        lrs.append(degrade(hr, lr_size, degradation))
+        if acquisition:
+            scanner, noise = acquisition
+            hr = scanner.signal(hr)
+            lrs.append(scanner.acquire(hr, lr_size, np.random.default_rng(noise)))
+        else:
+            lrs.append(degrade(hr, lr_size, degradation))
         hrs.append(torch.from_numpy(hr))
         if use_t1:
             if subject.t1 is None:
                 raise InputError(f"subject {subject.name} has no T1w, but the model needs one")
-            t1 = central_crop(np.asarray(subject.t1[box], dtype=np.float32), n)
-            t1s.append(degrade(t1, lr_size))
+            t1 = degrade(central_crop(np.asarray(subject.t1[box], dtype=np.float32), n), lr_size)
+            t1s.append(acquisition[0].t1(t1) if acquisition else t1)
     lr = torch.from_numpy(np.stack(lrs))[:, None]
     t1 = torch.from_numpy(np.stack(t1s))[:, None] if use_t1 else None
     return Batch(lr, t1, hrs)

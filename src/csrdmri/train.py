@@ -34,6 +34,7 @@ from csrdmri.losses import FFT_WEIGHT, csr_loss
 from csrdmri.metrics import psnr
 from csrdmri.models import RDN_FAMILY, build_model, fixed_scale, model_config, parameters
 from csrdmri.patches import DEGRADATIONS
+from csrdmri.randomise import Randomisation
 from csrdmri.resample import resample
 
 #: Sizes that make an INR model train on 2 CPU cores (the paper's are 128/64/64/8/3/256).
@@ -73,6 +74,9 @@ class TrainConfig:
     val_scales: tuple[float, ...] = (2.0, 3.0)
     seed: int = 0
     degradation: str = "tricubic"  # or "kspace" (see csrdmri.patches.degrade); the paper's: tricubic
+    randomise: bool = (
+        False  # domain randomisation of the training pairs (csrdmri.randomise); validation stays plain
+    )
     precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU
 
     def model_config(self) -> dict:
@@ -393,6 +397,7 @@ def _train(
                     use_t1,
                     config.degradation,
                     part,
+                    randomise=Randomisation() if config.randomise else None,
                 )
                 t1 = None if batch.t1 is None else batch.t1.to(device)
                 hr = [h.to(device) for h in batch.hr]
