@@ -350,33 +350,20 @@ def train_config_not_json(scan):
     )
 
 
-@case
-def train_config_wrong_type(scan):
-    (scan / "config.json").write_text(json.dumps({"lr": "fast"}))
-    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], ("lr must be float",)
+#: Cases of `csrdmri train --config FILE` with a bad value in FILE: its JSON, fragments.
+CONFIG_CASES = {
+    "train_config_wrong_type": ({"lr": "fast"}, ("lr must be float",)),
+    "train_config_out_of_range": ({"batch_size": 0}, ("batch_size must be positive",)),
+    "train_config_scale_range": ({"scale_range": [3, 0.5]}, ("scale_range",)),
+    "train_unknown_option": ({"epoch": 3}, ("unknown training option", "epoch")),
+}
+for _name, (_values, _fragments) in CONFIG_CASES.items():
 
+    def _bad_config(scan, values=_values, fragments=_fragments):
+        (scan / "config.json").write_text(json.dumps(values))
+        return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], fragments
 
-@case
-def train_config_out_of_range(scan):
-    (scan / "config.json").write_text(json.dumps({"batch_size": 0}))
-    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], (
-        "batch_size must be positive",
-    )
-
-
-@case
-def train_config_scale_range(scan):
-    (scan / "config.json").write_text(json.dumps({"scale_range": [3, 0.5]}))
-    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], ("scale_range",)
-
-
-@case
-def train_unknown_option(scan):
-    (scan / "config.json").write_text(json.dumps({"epoch": 3}))
-    return ["train", "--data", scan, "--out", "run", "--config", scan / "config.json"], (
-        "unknown training option",
-        "epoch",
-    )
+    CASES[_name] = _bad_config
 
 
 @case

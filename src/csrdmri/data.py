@@ -130,16 +130,15 @@ def sample_batch(
         n = min(draw_scale(rng, scale_range, lr_size), patch)
         volume = int(rng.integers(subject.dwi.shape[0]))
         # Drawn here, for every sample, so that each process of a distributed run sees the same.
-        acquisition = (Acquisition.draw(rng, randomise), rng.integers(2**63)) if randomise else None
+        acquisition = Acquisition.draw(rng, randomise) if randomise else None
         draws.append((subject, corner, n, volume, acquisition))
     lrs, t1s, hrs = [], [], []
     for subject, corner, n, volume, acquisition in draws[part]:
         box = tuple(slice(int(c), int(c) + patch) for c in corner)
         hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
         if acquisition:
-            scanner, noise = acquisition
-            hr = scanner.signal(hr)
-            lrs.append(scanner.acquire(hr, lr_size, np.random.default_rng(noise)))
+            hr = acquisition.signal(hr)
+            lrs.append(acquisition.acquire(hr, lr_size))
         else:
             lrs.append(degrade(hr, lr_size, degradation))
         hrs.append(torch.from_numpy(hr))
@@ -147,7 +146,7 @@ def sample_batch(
             if subject.t1 is None:
                 raise InputError(f"subject {subject.name} has no T1w, but the model needs one")
             t1 = degrade(central_crop(np.asarray(subject.t1[box], dtype=np.float32), n), lr_size)
-            t1s.append(acquisition[0].t1(t1) if acquisition else t1)
+            t1s.append(acquisition.t1(t1) if acquisition else t1)
     lr = torch.from_numpy(np.stack(lrs))[:, None]
     t1 = torch.from_numpy(np.stack(t1s))[:, None] if use_t1 else None
     return Batch(lr, t1, hrs)

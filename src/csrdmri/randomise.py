@@ -51,6 +51,7 @@ class Acquisition:
     slice_sigma: float
     t1_gamma: float
     t1_bias: tuple[float, float, float]  # the bias field's relative slope per axis, across a patch
+    noise_seed: int  # of the noise this acquisition adds
 
     @classmethod
     def draw(cls, rng: np.random.Generator, ranges: Randomisation) -> Acquisition:
@@ -64,18 +65,19 @@ class Acquisition:
             slice_sigma=float(rng.uniform(*ranges.slice_sigma)),
             t1_gamma=float(rng.uniform(*ranges.t1_gamma)),
             t1_bias=tuple(float(b) for b in bias),
+            noise_seed=int(rng.integers(2**63)),
         )
 
     def signal(self, ratio: np.ndarray) -> np.ndarray:
         """S/S0 at b = 1000 (any shape) → S/S0 at this draw's b-value."""
         return np.power(np.clip(ratio, 0.0, None), self.bvalue / 1000.0).astype(np.float32)
 
-    def acquire(self, hr: np.ndarray, lr_size: int, rng: np.random.Generator) -> np.ndarray:
+    def acquire(self, hr: np.ndarray, lr_size: int) -> np.ndarray:
         """The LR input (``lr_size``³) this acquisition measures of the HR patch ``hr``."""
         lr = degrade(hr, lr_size, "kspace" if self.kspace else "tricubic")
         if self.slice_sigma > 0:
             lr = ndimage.gaussian_filter1d(lr, self.slice_sigma, axis=self.slice_axis, mode="nearest")
-        sigma = 1.0 / self.snr
+        sigma, rng = 1.0 / self.snr, np.random.default_rng(self.noise_seed)
         real = lr + rng.normal(0.0, sigma, lr.shape)
         return np.hypot(real, rng.normal(0.0, sigma, lr.shape)).astype(np.float32)
 
