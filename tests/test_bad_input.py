@@ -367,6 +367,23 @@ for _name, (_values, _fragments) in CONFIG_CASES.items():
 
 
 @case
+def train_weights_not_one_per_source(scan):
+    return ["train", "--data", scan, "--out", "run", "--weights", "1,2"], ("2 sampling weights", "1 --data")
+
+
+@case
+def train_weights_not_numbers(scan):
+    options = ["--weights", "1,lots"]
+    return ["train", "--data", scan, "--out", "run", *options], ("--weights", "numbers", "1,lots")
+
+
+@case
+def train_init_of_another_model(scan):
+    # arssr-cpu has no T1w input: not the csr-dmri the cpu preset trains.
+    return ["train", "--data", scan, "--out", "run", "--init", "arssr-cpu"], ("--init arssr-cpu", "use_t1")
+
+
+@case
 def train_without_subjects(scan):
     (scan.parent / "empty").mkdir()
     return ["train", "--data", scan.parent / "empty", "--out", "run"], ("no training subjects", "empty")

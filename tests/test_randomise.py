@@ -21,11 +21,12 @@ def test_draws_stay_within_the_documented_ranges():
     rng = np.random.default_rng(0)
     draws = [Acquisition.draw(rng, RANGES) for _ in range(2000)]
     for name in ("bvalue", "snr", "slice_sigma", "t1_gamma"):
-        values = np.array([getattr(d, name) for d in draws])
+        values = np.array([getattr(d, name) for d in draws if getattr(d, name) is not None])
         lo, hi = getattr(RANGES, name)
         assert lo <= values.min() and values.max() <= hi, name
         assert values.min() < lo + 0.05 * (hi - lo) and values.max() > hi - 0.05 * (hi - lo), name  # spans it
     assert 0.45 < np.mean([d.kspace for d in draws]) < 0.55
+    assert 0.45 < np.mean([d.snr is not None for d in draws]) < 0.55
     assert {d.slice_axis for d in draws} == {0, 1, 2}
     t1 = np.ones((20, 20, 20), np.float32)
     fields = np.stack([d.t1(t1) for d in draws[:200]])  # gamma leaves 1 alone: the bias field
@@ -36,7 +37,7 @@ def test_draws_stay_within_the_documented_ranges():
 def test_the_b_value_noise_and_contrast_are_what_was_drawn():
     draw = Acquisition(
         bvalue=2000.0,
-        snr=10.0,
+        snr=None,
         kspace=False,
         slice_axis=2,
         slice_sigma=0.0,
@@ -46,11 +47,14 @@ def test_the_b_value_noise_and_contrast_are_what_was_drawn():
     )
     ratio = np.random.default_rng(1).uniform(0.1, 0.9, (24, 24, 24)).astype(np.float32)
     np.testing.assert_allclose(draw.signal(ratio), ratio**2, rtol=1e-6)  # S/S0 at b = 2000: (S/S0 at 1000)²
-    flat = np.full((48, 48, 48), 0.8, np.float32)
-    lr = draw.acquire(flat, 24)
+    noisy = replace(draw, bvalue=1000.0, snr=10.0)
+    hr = noisy.signal(np.full((48, 48, 48), 0.8, np.float32))  # the target carries the added noise
+    assert hr.std() == pytest.approx(1 / noisy.snr, rel=0.05)  # Rician at 8 sigma: nearly Gaussian
+    assert hr.mean() == pytest.approx(0.8, abs=0.01)
+    lr = noisy.acquire(hr, 24)  # the input is the target degraded: its noise averaged, none added
     assert lr.shape == (24, 24, 24)
-    assert lr.std() == pytest.approx(1 / draw.snr, rel=0.05)  # Rician at 8 sigma: nearly Gaussian
-    assert lr.mean() == pytest.approx(0.8, abs=0.01)
+    assert lr.mean() == pytest.approx(hr.mean(), abs=0.005)
+    assert lr.std() < 0.8 * hr.std()
     np.testing.assert_allclose(draw.t1(ratio), ratio**2, rtol=1e-5)
 
 

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from csrdmri.checkpoint import load_model, read_meta, save_checkpoint
 from csrdmri.cli import app
-from csrdmri.data import prepare_subject, sample_batch
+from csrdmri.data import PreparedSubject, prepare_subject, sample_batch
 from csrdmri.errors import InputError
 from csrdmri.layout import find_dataset
 from csrdmri.models import build_model
-from csrdmri.train import Objective, TrainConfig, train
+from csrdmri.train import Objective, TrainConfig, check_weights, subject_weights, train
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
@@ -95,6 +95,52 @@ def test_train_command_errors(small_cohort, tmp_path):
         app, ["train", "--data", str(small_cohort), "--out", str(tmp_path / "r"), "--config", str(config)]
     )
     assert bad.exit_code == 2 and "unknown training option(s): learning_rate" in bad.stderr
+
+
+def test_source_weights_decide_where_pairs_come_from():
+    rng = np.random.default_rng(0)
+    subjects = [
+        PreparedSubject(name, np.full((1, 40, 40, 40), value, np.float16), None, np.zeros((1, 3), int), "")
+        for name, value in (("a", 0.2), ("b", 0.4), ("c", 0.7))
+    ]
+    # Sources of 2 and 1 subjects; weights 1 : 3 — the second source's one subject gives 3/4.
+    np.testing.assert_allclose(subject_weights([2, 1], [1, 3]), [0.125, 0.125, 0.75])
+    assert subject_weights([2, 1], None) is None and subject_weights([3], [2.0]) is None
+    batch = sample_batch(subjects, 12, rng, lr_size=8, use_t1=False, weights=subject_weights([2, 1], [0, 1]))
+    assert all(float(h.mean()) == pytest.approx(0.7, abs=1e-3) for h in batch.hr)  # weight 0: never drawn
+    refused = (([1], "1 sampling weights given for 2"), ([1, -1], "≥ 0"), ([0, 0], "not all 0"))
+    for weights, message in refused:
+        with pytest.raises(InputError, match=message):
+            check_weights(weights, 2)
+
+
+def test_multi_source_fine_tuning_starts_from_the_given_weights(small_cohort, tmp_path):
+    """A run mixes a cohort with one scan's own folder, starts from another run's weights and
+    keeps the subjects that run saw as seen."""
+    base = tmp_path / "base"
+    train(replace(TINY_RUN, epochs=1), small_cohort, base, cache=tmp_path / "cache")
+    scan = tmp_path / "scan"  # a lone scan: its folder is one training subject
+    scan.mkdir()
+    for path in (small_cohort / "phantom001").iterdir():
+        (scan / path.name).symlink_to(path)
+    tuned = tmp_path / "tuned"
+    config = replace(TINY_RUN, epochs=1, lr=1e-9)  # Adam moves each weight by about lr per step
+    train(config, [small_cohort, scan], tuned, cache=tmp_path / "cache", weights=[1, 3], init=base)
+    before, after = _model_tensors(base / "last.safetensors"), _model_tensors(tuned / "last.safetensors")
+    for key in (k for k in before if k.startswith("model.")):
+        torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
+    meta, base_meta = read_meta(tuned / "last.safetensors"), read_meta(base / "last.safetensors")
+    assert base_meta["seen_subjects"].items() <= meta["seen_subjects"].items()
+    assert meta["init"]["checkpoint"] == str(base)
+    sources = json.loads((tuned / "config.json").read_text())["sources"]
+    assert [(s["data"], s["weight"]) for s in sources] == [(str(small_cohort), 1), (str(scan), 3)]
+    assert sources[1]["subjects"] == ["scan"]
+    wider = replace(config, model_overrides={**config.model_overrides, "width": 32})
+    with pytest.raises(InputError, match="differs from the one this run trains in width"):
+        train(wider, small_cohort, tmp_path / "other", init=base)
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(InputError, match="--init starts a new run"):
+        train(config, small_cohort, tuned, resume=True, init=base)
 
 
 def test_shipped_weights_load_and_have_a_model_card():

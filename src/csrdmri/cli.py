@@ -417,7 +417,13 @@ def figure(
 @user_errors
 def train(
     data: Annotated[
-        Path, typer.Option("--data", help="Cohort folder (cohort.json split) or a folder of subjects.")
+        list[Path],
+        typer.Option(
+            "--data",
+            help="Training data: a cohort folder (cohort.json split), a folder of subjects or one "
+            "scan's folder (HCP, BIDS or FSL-style). Repeat to mix sources, e.g. a phantom cohort "
+            "and your own scans.",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log.csv, loss.png.")],
     preset: Annotated[
@@ -445,6 +451,20 @@ def train(
             "data can share one."
         ),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Share of the training pairs each --data source gives, comma-separated in their "
+            "order, e.g. 1,1 (default: every training subject alike).",
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these weights (a shipped model name, a checkpoint or a run folder) "
+            "instead of a random initialisation: fine-tuning. The model must match the run's.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on the paper's patch protocol (validation PSNR against tricubic).
 
@@ -470,8 +490,22 @@ def train(
     values.update(user)
     if model is not None:
         values["model"] = model
+    shares = None
+    if weights is not None:
+        try:
+            shares = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise InputError(f"--weights must be numbers separated by commas, got {weights!r}") from None
     scores = run_training(
-        TrainConfig.from_dict(values), data, out, resume=resume, cache=cache, epochs=epochs, device=device
+        TrainConfig.from_dict(values),
+        data,
+        out,
+        resume=resume,
+        cache=cache,
+        epochs=epochs,
+        device=device,
+        weights=shares,
+        init=init,
     )
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"finished {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))

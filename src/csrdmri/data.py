@@ -112,6 +112,7 @@ def sample_batch(
     part: slice = slice(None),
     patch: int = PATCH,
     randomise: Randomisation | None = None,
+    weights: np.ndarray | None = None,
 ) -> Batch:
     """The paper's pairs: a random subject, 40³ patch and b≈1000 volume per sample; HR = the
     central round(L·s)³ crop; LR (and T1w) = its downsampling to L³ (see
@@ -121,11 +122,13 @@ def sample_batch(
     All ``batch_size`` samples are drawn, but only those in ``part`` are read: the processes of
     a distributed run each take their share of the same batch. ``patch``: the side of the
     patches at the subjects' ``origins``. ``randomise``: a randomised acquisition per pair
-    (:mod:`csrdmri.randomise`; ``degradation`` is then not used).
+    (:mod:`csrdmri.randomise`; ``degradation`` is then not used). ``weights``: the probability
+    of each subject (default: all alike).
     """
     draws = []
     for _ in range(batch_size):
-        subject = subjects[rng.integers(len(subjects))]
+        pick = rng.integers(len(subjects)) if weights is None else rng.choice(len(subjects), p=weights)
+        subject = subjects[pick]
         corner = subject.origins[rng.integers(len(subject.origins))]
         n = min(draw_scale(rng, scale_range, lr_size), patch)
         volume = int(rng.integers(subject.dwi.shape[0]))

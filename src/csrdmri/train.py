@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,10 +26,10 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from csrdmri.checkpoint import load_model, load_training_state, read_meta, save_checkpoint
+from csrdmri.checkpoint import find_checkpoint, load_model, load_training_state, read_meta, save_checkpoint
 from csrdmri.data import Batch, PreparedSubject, prepare_subject, sample_batch
 from csrdmri.errors import InputError
-from csrdmri.io import atomic_path
+from csrdmri.io import atomic_path, file_digest
 from csrdmri.layout import find_dataset
 from csrdmri.losses import FFT_WEIGHT, csr_loss
 from csrdmri.metrics import psnr
@@ -212,15 +213,40 @@ def validate(model: nn.Module, pairs: dict[float, Batch], device: torch.device) 
 
 
 def _subjects(data: Path, split: str, cache: Path) -> list[PreparedSubject]:
-    """Prepared subjects of a cohort split, or every subject folder of a plain directory."""
-    manifest = Path(data) / "cohort.json"
+    """Prepared subjects of a cohort's split (``cohort.json``); of a plain folder, for the
+    training split only: the one scan it holds, else each of its subject folders."""
+    manifest = data / "cohort.json"
     if manifest.exists():
-        names = json.loads(manifest.read_text())["split"].get(split, [])
-    elif split == "train":
-        names = sorted(p.name for p in Path(data).iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders = [data / n for n in json.loads(manifest.read_text())["split"].get(split, [])]
+    elif split != "train":
+        folders = []
     else:
-        names = []
-    return [prepare_subject(find_dataset(Path(data) / n), cache, n) for n in names]
+        try:
+            paths = find_dataset(data)
+            return [prepare_subject(paths, cache, data.name)]
+        except InputError:  # no scan of its own: a folder of subjects
+            folders = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [prepare_subject(find_dataset(f), cache, f.name) for f in folders]
+
+
+def check_weights(weights: Sequence[float] | None, sources: int) -> None:
+    """Refuse sampling weights that are not one finite, non-negative number per source."""
+    if weights is None:
+        return
+    if len(weights) != sources:
+        raise InputError(f"{len(weights)} sampling weights given for {sources} --data source(s)")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise InputError(f"sampling weights must be ≥ 0 and not all 0, got {list(weights)}")
+
+
+def subject_weights(sizes: list[int], weights: Sequence[float] | None) -> np.ndarray | None:
+    """Probability of each subject when sources of ``sizes`` subjects are sampled in proportion
+    to ``weights`` (one per source; a source's share split evenly over its subjects).
+    ``None`` (every subject alike) for one source or no weights."""
+    if weights is None or len(sizes) < 2:
+        return None
+    shares = [w / sum(weights) / n for w, n in zip(weights, sizes, strict=True) for _ in range(n)]
+    return np.asarray(shares)
 
 
 def _plot_losses(log: Path, out: Path) -> None:
@@ -267,19 +293,29 @@ def _device(device: str | None) -> torch.device:
 
 def train(
     config: TrainConfig,
-    data: Path,
+    data: Path | Sequence[Path],
     out: Path,
     resume: bool = False,
     cache: Path | None = None,
     epochs: int | None = None,
     device: str | None = None,
+    weights: Sequence[float] | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train (or resume) a run; returns the last validation scores (process 0; ``{}`` elsewhere).
 
-    On ``resume`` the run's own configuration is used (``config`` is ignored) except that
-    ``epochs``, if given, extends or shortens it. ``device`` defaults to the GPU when there is
-    one.
+    ``data``: one source or several (multi-source training), each a cohort folder, a folder
+    of subjects or one scan's folder (any layout :func:`csrdmri.layout.find_dataset` reads);
+    ``weights``: the share of the pairs each source gives (default: every training subject
+    alike). ``init``: start from the weights of this checkpoint, shipped model name or run
+    folder (fine-tuning; its model must be the one ``config`` describes, and the subjects it
+    saw stay recorded as seen). On ``resume`` the run's own configuration is used (``config``
+    is ignored) except that ``epochs``, if given, extends or shortens it. ``device`` defaults
+    to the GPU when there is one.
     """
+    sources = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    if not sources:
+        raise InputError("no training data given")
     out = Path(out)
     last = out / "last.safetensors"
     if resume:
@@ -288,16 +324,38 @@ def train(
         config = TrainConfig.from_dict(read_meta(last)["training"])
     elif last.exists():
         raise InputError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if resume and init is not None:
+        raise InputError("--init starts a new run; a resumed run continues from its own checkpoint")
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    check_weights(weights, len(sources))
+    torch.manual_seed(config.seed)  # a new model's initial weights
+    start = None if resume else _initial_model(config, init)
     rank, world, started = _process_group()
     if config.batch_size % world:
         raise InputError(f"batch size {config.batch_size} cannot be split evenly over {world} processes")
     try:
-        return _train(config, Path(data), out, resume, cache, _device(device), rank, world)
+        return _train(config, sources, weights, start, out, cache, _device(device), rank, world)
     finally:
         if started:
             dist.destroy_process_group()
+
+
+def _initial_model(config: TrainConfig, init: str | Path | None) -> tuple[nn.Module, dict, dict | None]:
+    """A new model for ``config``, or the weights of checkpoint ``init`` (a shipped name, a
+    file or a run folder); with the subjects it has seen and a record of where it came from."""
+    if init is None:
+        return build_model(config.model_config()), {}, None
+    path = find_checkpoint(init)
+    model, meta = load_model(path)
+    wanted = config.model_config()
+    differs = sorted(k for k in set(wanted) | set(meta["model"]) if wanted.get(k) != meta["model"].get(k))
+    if differs:
+        raise InputError(
+            f"--init {init}: its model differs from the one this run trains in {', '.join(differs)}; "
+            "give the --preset / --model / --config it was trained with"
+        )
+    return model, meta.get("seen_subjects", {}), {"checkpoint": str(init), "digest": file_digest(path)}
 
 
 def _keep_log_rows(path: Path, epochs: int) -> None:
@@ -312,9 +370,10 @@ def _keep_log_rows(path: Path, epochs: int) -> None:
 
 def _train(
     config: TrainConfig,
-    data: Path,
+    sources: list[Path],
+    weights: Sequence[float] | None,
+    start: tuple[nn.Module, dict, dict | None] | None,
     out: Path,
-    resume: bool,
     cache: Path | None,
     device: torch.device,
     rank: int,
@@ -324,19 +383,35 @@ def _train(
     lead = rank == 0
     if lead:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
     cache = cache or out / "cache"  # inside the run: nothing is written beside the data
     if not lead:
         dist.barrier()  # process 0 prepares the caches first
-    train_subjects = _subjects(data, "train", cache)
-    val_subjects = _subjects(data, "validation", cache) or train_subjects[-1:]
+    per_source = [_subjects(data, "train", cache) for data in sources]
+    train_subjects = [s for subjects in per_source for s in subjects]
+    val_subjects = [s for data in sources for s in _subjects(data, "validation", cache)]
+    val_subjects = val_subjects or train_subjects[-1:]
     if lead and world > 1:
         dist.barrier()
-    if not train_subjects:
-        raise InputError(f"no training subjects found in {data}")
+    for data, subjects in zip(sources, per_source, strict=True):
+        if not subjects:
+            raise InputError(f"no training subjects found in {data}")
+    probabilities = subject_weights([len(s) for s in per_source], weights)
+    resume = start is None
+    if resume:
+        model, meta = load_model(last)
+        seen, started_from = meta["seen_subjects"], meta.get("init")
+    else:
+        model, seen, started_from = start
     # DWI digests of the subjects that trained or selected the model: evaluation refuses them.
-    seen = {s.digest: s.name for s in train_subjects + val_subjects}
-    model, meta = load_model(last) if resume else (build_model(config.model_config()), {})
+    seen = {**seen, **{s.digest: s.name for s in train_subjects + val_subjects}}
+    provenance = {
+        "sources": [
+            {"data": str(data), "subjects": [s.name for s in subjects]}
+            | ({"weight": weights[i]} if probabilities is not None else {})
+            for i, (data, subjects) in enumerate(zip(sources, per_source, strict=True))
+        ],
+        "init": started_from,
+    }
     model.to(device)
     use_t1 = bool(getattr(model, "uses_t1", False))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -363,9 +438,8 @@ def _train(
             for s in config.val_scales
         }
         with atomic_path(out / "config.json") as tmp:
-            tmp.write_text(
-                json.dumps({"training": asdict(config), "model": config.model_config()}, indent=2) + "\n"
-            )
+            run = {"training": asdict(config), "model": config.model_config(), **provenance}
+            tmp.write_text(json.dumps(run, indent=2) + "\n")
     steps_per_epoch = math.ceil(config.patches_per_subject * len(train_subjects) / config.batch_size)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or not resume
@@ -398,6 +472,7 @@ def _train(
                     config.degradation,
                     part,
                     randomise=Randomisation() if config.randomise else None,
+                    weights=probabilities,
                 )
                 t1 = None if batch.t1 is None else batch.t1.to(device)
                 hr = [h.to(device) for h in batch.hr]
@@ -435,6 +510,7 @@ def _train(
                     "epoch": epoch,
                     "best": best,
                     "seen_subjects": seen,
+                    **provenance,
                 }
                 if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
                     scores = validate(model, pairs, device)
