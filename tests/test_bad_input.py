@@ -356,6 +356,7 @@ CONFIG_CASES = {
     "train_config_out_of_range": ({"batch_size": 0}, ("batch_size must be positive",)),
     "train_config_scale_range": ({"scale_range": [3, 0.5]}, ("scale_range",)),
     "train_unknown_option": ({"epoch": 3}, ("unknown training option", "epoch")),
+    "train_randomisation_impossible": ({"randomisation": {"shift": 9}}, ("randomisation shift", "[0, 3]")),
 }
 for _name, (_values, _fragments) in CONFIG_CASES.items():
 

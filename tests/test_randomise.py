@@ -11,8 +11,9 @@ from conftest import TINY_RUN
 
 from csrdmri.checkpoint import read_meta
 from csrdmri.data import PreparedSubject, sample_batch
-from csrdmri.randomise import Acquisition, Randomisation
-from csrdmri.train import train
+from csrdmri.errors import InputError
+from csrdmri.randomise import MOTION_MARGIN, Acquisition, Randomisation
+from csrdmri.train import TrainConfig, train
 
 RANGES = Randomisation()
 
@@ -27,6 +28,9 @@ def test_draws_stay_within_the_documented_ranges():
         assert values.min() < lo + 0.05 * (hi - lo) and values.max() > hi - 0.05 * (hi - lo), name  # spans it
     assert 0.45 < np.mean([d.kspace for d in draws]) < 0.55
     assert 0.45 < np.mean([d.snr is not None for d in draws]) < 0.55
+    shifts = np.array([d.shift for d in draws if d.shift is not None])
+    assert 0.45 < len(shifts) / len(draws) < 0.55
+    assert np.abs(shifts).max() <= RANGES.shift and np.abs(shifts).max() > 0.95 * RANGES.shift
     assert {d.slice_axis for d in draws} == {0, 1, 2}
     t1 = np.ones((20, 20, 20), np.float32)
     fields = np.stack([d.t1(t1) for d in draws[:200]])  # gamma leaves 1 alone: the bias field
@@ -66,6 +70,7 @@ def test_randomised_batches_are_reproducible_and_split_consistently_over_process
         rng.uniform(0, 1, (40, 40, 40)),
         np.zeros((1, 3), int),
         "",
+        rng.uniform(500, 1000, (40, 40, 40)).astype(np.float32),
     )
     batch = lambda part=slice(None): sample_batch(  # noqa: E731
         [subject], 4, np.random.default_rng(7), (2.0, 3.0), 8, True, part=part, randomise=RANGES
@@ -87,3 +92,43 @@ def test_training_with_randomisation_runs_and_records_it(small_cohort, tmp_path)
         replace(TINY_RUN, epochs=1, randomise=True), small_cohort, tmp_path / "run", cache=tmp_path / "cache"
     )
     assert read_meta(tmp_path / "run" / "last.safetensors")["training"]["randomise"] is True
+
+
+def test_motion_moves_the_volume_against_its_b0():
+    rng = np.random.default_rng(4)
+    margin = MOTION_MARGIN
+    size = 12 + 2 * margin
+    ratio = rng.uniform(0.2, 0.8, (size,) * 3).astype(np.float32)
+    s0 = rng.uniform(500, 1500, (size,) * 3).astype(np.float32)
+    draw = replace(Acquisition.draw(rng, RANGES), shift=(1.0, 0.0, -2.0))
+    moved = draw.move(ratio, s0)
+    inner = (slice(margin, -margin),) * 3
+    signal = np.roll(ratio * s0, (1, 0, -2), axis=(0, 1, 2))  # the volume's signal moved by whole voxels
+    np.testing.assert_allclose(moved, signal[inner] / s0[inner], rtol=1e-5)
+    assert not np.allclose(moved, ratio[inner], atol=0.05)  # the b0 did not move with it
+    # Where the b0 does not normalise (0), S/S0 stays 0.
+    s0[inner][0] = 0
+    assert np.all(draw.move(ratio, s0)[0] == 0)
+
+
+def test_motion_needs_the_mean_b0_and_ranges_are_checked():
+    rng = np.random.default_rng(5)
+    dwi = rng.uniform(0.2, 0.8, (1, 40, 40, 40)).astype(np.float16)
+    subject = PreparedSubject(
+        "s", dwi, None, np.zeros((1, 3), int), "", np.full((40, 40, 40), 800, np.float32)
+    )
+    always = Randomisation.from_dict({"motion": 1.0, "noise": 0.0})
+    batch = sample_batch([subject], 3, rng, (2.0, 3.0), 8, False, randomise=always)
+    assert all(np.isfinite(h.numpy()).all() for h in batch.hr)  # the patch at the corner reads zeros outside
+    with pytest.raises(InputError, match="no mean b0"):
+        sample_batch([replace(subject, s0=None)], 3, rng, (2.0, 3.0), 8, False, randomise=always)
+    for values, message in (
+        ({"motoin": 0.5}, "unknown randomisation range"),
+        ({"snr": [40, 8]}, "snr must be"),
+        ({"motion": 2}, "probabilities"),
+        ({"shift": 9.0}, "shift must lie in"),
+    ):
+        with pytest.raises(InputError, match=message):
+            Randomisation.from_dict(values)
+    with pytest.raises(InputError, match="unknown randomisation range"):
+        TrainConfig.from_dict({"randomisation": {"motoin": 0.5}})

@@ -2,8 +2,9 @@
 
 A subject (any layout the I/O layer reads) is prepared into ``<cache>/<key>/``: its b≈1000
 volumes divided by the mean b0 inside the brain (S/S0, float16, laid out (V, X, Y, Z) so one
-volume's patch is contiguous), the brain mask, the normalised T1w on the DWI grid (if any) and
-the corners of the 40³ patches that lie inside the brain. Sampling then reads patches from the
+volume's patch is contiguous), that mean b0 where it normalises (0 elsewhere; for simulated
+motion), the normalised T1w on the DWI grid (if any) and the corners of the 40³ patches that
+lie inside the brain. Sampling then reads patches from the
 memory maps; nothing else is loaded.
 
 Each batch is drawn from ``numpy.random.default_rng([seed, step])``: a batch depends only on the
@@ -25,11 +26,11 @@ from csrdmri.io import atomic_path, file_digest, load_dwi
 from csrdmri.layout import DatasetPaths
 from csrdmri.patches import LR_SIZE, PATCH, central_crop, degrade, hr_size, patch_origins
 from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
-from csrdmri.randomise import Acquisition, Randomisation
+from csrdmri.randomise import MOTION_MARGIN, Acquisition, Randomisation
 
 #: Candidate patch corners kept per subject (a random subset of all valid ones).
 MAX_ORIGINS = 20000
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -41,6 +42,7 @@ class PreparedSubject:
     t1: np.ndarray | None  # (X, Y, Z) float32
     origins: np.ndarray  # (K, 3) int, corners of 40³ patches inside the brain
     digest: str  # SHA-256 of the DWI file (see :func:`csrdmri.io.file_digest`)
+    s0: np.ndarray | None = None  # (X, Y, Z) float32, mean b0 where S/S0 is defined, else 0
 
 
 def _cache_key(paths: DatasetPaths) -> str:
@@ -66,7 +68,8 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
         dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)
         for i, v in enumerate(volumes):
             dwi[i] = series.data[..., v] * reciprocal
-        arrays = {"dwi": dwi}
+        s0 = np.where(reciprocal > 0, 1.0 / np.where(reciprocal > 0, reciprocal, 1.0), 0.0)
+        arrays = {"dwi": dwi, "s0": s0.astype(np.float32)}
         if paths.t1 is not None:
             arrays["t1"] = t1_on_dwi_grid(paths.t1, series, mask)
         try:
@@ -84,7 +87,7 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
     t1 = load("t1") if (folder / "t1.npy").exists() else None
     # The cache key follows the file's size and modification time, so a recorded digest holds.
     digest = json.loads(done.read_text()).get("digest") or file_digest(paths.dwi)
-    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")), digest)
+    return PreparedSubject(name, load("dwi"), t1, np.asarray(load("origins")), digest, load("s0"))
 
 
 @dataclass
@@ -94,6 +97,13 @@ class Batch:
     lr: torch.Tensor
     t1: torch.Tensor | None
     hr: list[torch.Tensor]  # (n_i, n_i, n_i), n_i = round(L · s_i)
+
+
+def read_box(array: np.ndarray, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """``array[box]`` of a 3D array as float32, zero where ``box`` leaves the array."""
+    inside = tuple(slice(max(b.start, 0), min(b.stop, n)) for b, n in zip(box, array.shape, strict=True))
+    pads = [(i.start - b.start, b.stop - i.stop) for b, i in zip(box, inside, strict=True)]
+    return np.pad(np.asarray(array[inside], dtype=np.float32), pads)
 
 
 def draw_scale(rng: np.random.Generator, scale_range: tuple[float, float], lr_size: int = LR_SIZE) -> int:
@@ -138,7 +148,14 @@ def sample_batch(
     lrs, t1s, hrs = [], [], []
     for subject, corner, n, volume, acquisition in draws[part]:
         box = tuple(slice(int(c), int(c) + patch) for c in corner)
-        hr = central_crop(np.asarray(subject.dwi[(volume, *box)], dtype=np.float32), n)
+        if acquisition and acquisition.shift is not None:
+            if subject.s0 is None:
+                raise InputError(f"subject {subject.name} has no mean b0 to simulate motion against")
+            wide = tuple(slice(b.start - MOTION_MARGIN, b.stop + MOTION_MARGIN) for b in box)
+            hr = acquisition.move(read_box(subject.dwi[volume], wide), read_box(subject.s0, wide))
+        else:
+            hr = np.asarray(subject.dwi[(volume, *box)], dtype=np.float32)
+        hr = central_crop(hr, n)
         if acquisition:
             hr = acquisition.signal(hr)
             lrs.append(acquisition.acquire(hr, lr_size))

@@ -16,6 +16,13 @@ Per pair, on top of the paper's protocol (:func:`csrdmri.data.sample_batch`):
   together 8–18 over the default range).
 * **T1w contrast**: the normalised T1w patch raised to a power drawn in ``t1_gamma`` and
   multiplied by a smooth linear bias field of relative amplitude up to ``t1_bias``.
+* **subject motion**: with probability ``motion``, the DWI volume is shifted against the b0
+  that normalises it (and against the T1w) by up to ``shift`` voxels per axis, as when the head
+  moves between volumes of an uncorrected series: S/S0 becomes ``r(x + d) · S0(x + d) / S0(x)``,
+  with the misregistration edges that brings.
+
+Every component can be turned off (a probability of 0, or a range of one value: ``bvalue``
+(1000, 1000), ``slice_sigma`` (0, 0), ``t1_gamma`` (1, 1), ``t1_bias`` 0).
 
 Voxel size and anisotropy of the scan itself are covered by the scale range of training and by
 the slice profile. The ranges below are the defaults; :class:`Randomisation` documents each.
@@ -23,12 +30,16 @@ the slice profile. The ranges below are the defaults; :class:`Randomisation` doc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
 
+from csrdmri.errors import InputError
 from csrdmri.patches import degrade
+
+#: Voxels read around a patch for motion: the largest ``shift`` plus one for interpolation.
+MOTION_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,30 @@ class Randomisation:
     slice_sigma: tuple[float, float] = (0.0, 1.0)  # [LR voxels] extra blur along one axis
     t1_gamma: tuple[float, float] = (0.7, 1.4)
     t1_bias: float = 0.2  # largest relative change of the T1w bias field across a patch
+    motion: float = 0.5  # probability of a DWI volume shifted against its b0
+    shift: float = 2.0  # [voxels of the data's grid] largest shift per axis
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Randomisation:
+        """Defaults overridden by ``values`` (the training option ``randomisation``), checked."""
+        known = {f.name for f in fields(cls)}
+        if set(values) - known:
+            unknown = ", ".join(sorted(set(values) - known))
+            raise InputError(f"unknown randomisation range(s): {unknown}; known: {', '.join(sorted(known))}")
+        ranges = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        for f in fields(cls):
+            value = getattr(ranges, f.name)
+            bounds = value if isinstance(value, tuple) else (0.0, value)
+            numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+            if len(bounds) != 2 or not numbers or bounds[0] > bounds[1]:
+                raise InputError(f"randomisation {f.name} must be [low, high] with low ≤ high, got {value!r}")
+        if not all(0 <= p <= 1 for p in (ranges.kspace, ranges.noise, ranges.motion)):
+            raise InputError("randomisation probabilities (kspace, noise, motion) must lie in [0, 1]")
+        if min(ranges.snr) <= 0 or min(ranges.bvalue) <= 0 or min(ranges.t1_gamma) <= 0 or ranges.t1_bias < 0:
+            raise InputError("randomisation snr, bvalue and t1_gamma must be positive, t1_bias ≥ 0")
+        if ranges.shift > MOTION_MARGIN - 1 or min(ranges.slice_sigma) < 0:
+            raise InputError(f"randomisation shift must lie in [0, {MOTION_MARGIN - 1}], slice_sigma ≥ 0")
+        return ranges
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,7 @@ class Acquisition:
     t1_gamma: float
     t1_bias: tuple[float, float, float]  # the bias field's relative slope per axis, across a patch
     noise_seed: int  # of the noise this acquisition adds
+    shift: tuple[float, float, float] | None = None  # [voxels] of the DWI against its b0; None: no motion
 
     @classmethod
     def draw(cls, rng: np.random.Generator, ranges: Randomisation) -> Acquisition:
@@ -70,7 +106,19 @@ class Acquisition:
             t1_gamma=float(rng.uniform(*ranges.t1_gamma)),
             t1_bias=tuple(float(b) for b in bias),
             noise_seed=int(rng.integers(2**63)),
+            shift=tuple(float(d) for d in rng.uniform(-ranges.shift, ranges.shift, 3))
+            if rng.random() < ranges.motion
+            else None,
         )
+
+    def move(self, ratio: np.ndarray, s0: np.ndarray) -> np.ndarray:
+        """S/S0 of the volume moved by ``shift`` against its b0, from a box of S/S0 ``ratio``
+        and mean b0 ``s0`` (0 where S/S0 is not defined) with :data:`MOTION_MARGIN` voxels
+        around the patch; returns the patch (the box less the margins)."""
+        moved = ndimage.shift(ratio * s0, self.shift, order=1, mode="constant")
+        inner = (slice(MOTION_MARGIN, -MOTION_MARGIN),) * 3
+        b0 = s0[inner]
+        return np.where(b0 > 0, moved[inner] / np.where(b0 > 0, b0, 1.0), 0.0).astype(np.float32)
 
     def signal(self, ratio: np.ndarray) -> np.ndarray:
         """S/S0 at b = 1000 (any shape) → the HR target: S/S0 at this draw's b-value, with the

@@ -75,9 +75,8 @@ class TrainConfig:
     val_scales: tuple[float, ...] = (2.0, 3.0)
     seed: int = 0
     degradation: str = "tricubic"  # or "kspace" (see csrdmri.patches.degrade); the paper's: tricubic
-    randomise: bool = (
-        False  # domain randomisation of the training pairs (csrdmri.randomise); validation stays plain
-    )
+    randomise: bool = False  # domain randomisation of the pairs (csrdmri.randomise); validation stays plain
+    randomisation: dict = field(default_factory=dict)  # its ranges, overriding Randomisation's defaults
     precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU
 
     def model_config(self) -> dict:
@@ -119,6 +118,7 @@ class TrainConfig:
             raise InputError(
                 f"degradation must be one of {', '.join(DEGRADATIONS)}, got {config.degradation!r}"
             )
+        Randomisation.from_dict(config.randomisation)  # refuses unknown or impossible ranges
         if config.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
         return config
@@ -445,6 +445,7 @@ def _train(
     new_log = not log_path.exists() or not resume
     if lead and not new_log:
         _keep_log_rows(log_path, start_epoch)
+    ranges = Randomisation.from_dict(config.randomisation) if config.randomise else None
     scores: dict[str, float] = {}
     log_file = open(log_path, "w" if new_log else "a", newline="") if lead else None
     try:
@@ -471,7 +472,7 @@ def _train(
                     use_t1,
                     config.degradation,
                     part,
-                    randomise=Randomisation() if config.randomise else None,
+                    randomise=ranges,
                     weights=probabilities,
                 )
                 t1 = None if batch.t1 is None else batch.t1.to(device)
