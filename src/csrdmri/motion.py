@@ -3,9 +3,9 @@
 The models see each diffusion-weighted volume divided by the mean b0 (S/S0). When the head
 moved between volumes and the series was not corrected, that ratio has edges where the brain
 of one image meets the other's, which no training pair has: on the shared Philips Achieva scan
-(5 of 12 volumes moved by 1.5–3.4 mm) the shipped models gained 0.3 dB over tricubic on the
-still volumes and lost 0.5 dB on the moved ones, and a model trained with simulated motion did
-no better (docs/results.md). Motion correction belongs to dedicated tools (FSL ``eddy``,
+(5 of the 12 volumes evaluated displaced by 1.3–2.2 voxels) the shipped ArSSR gained 0.3 dB over
+tricubic on the still volumes and lost 0.5 dB on the moved ones, and a model trained with
+simulated motion did no better (docs/results.md). Motion correction belongs to dedicated tools (FSL ``eddy``,
 DIPY's ``dipy_correct_motion``); this module only tells the user that it is missing.
 """
 
@@ -33,11 +33,13 @@ def displacements(series: DWISeries, volumes: np.ndarray) -> np.ndarray:
     the mean of ``volumes``: translations only, which is what moves a whole brain by voxels.
     """
     zooms = np.asarray(series.header.get_zooms()[:3], dtype=float)
-    images = series.data[::STRIDE, ::STRIDE, ::STRIDE][..., volumes].astype(np.float64)
-    reference = images.mean(axis=-1)
+    strided = series.data[::STRIDE, ::STRIDE, ::STRIDE]  # a view; volumes are copied one at a time
+    reference = sum(strided[..., v].astype(np.float64) for v in volumes) / len(volumes)
     shifts = [
-        phase_cross_correlation(reference, images[..., i], upsample_factor=10, normalization=None)[0]
-        for i in range(len(volumes))
+        phase_cross_correlation(
+            reference, strided[..., v].astype(np.float64), upsample_factor=10, normalization=None
+        )[0]
+        for v in volumes
     ]
     return np.linalg.norm(np.asarray(shifts) * STRIDE * zooms, axis=1)
 
