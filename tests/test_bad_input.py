@@ -385,6 +385,11 @@ def train_init_of_another_model(scan):
 
 
 @case
+def train_data_missing(scan):
+    return ["train", "--data", scan.parent / "nope", "--out", "run"], ("training data not found", "nope")
+
+
+@case
 def train_without_subjects(scan):
     (scan.parent / "empty").mkdir()
     return ["train", "--data", scan.parent / "empty", "--out", "run"], ("no training subjects", "empty")

@@ -127,6 +127,9 @@ def test_motion_needs_the_mean_b0_and_ranges_are_checked():
         ({"snr": [40, 8]}, "snr must be"),
         ({"motion": 2}, "probabilities"),
         ({"shift": 9.0}, "shift must lie in"),
+        ({"shift": -1}, "shift must lie in"),
+        ({"snr": 5}, r"snr must be \[low, high\], got 5"),
+        ({"motion": "often"}, "motion must be a number"),
     ):
         with pytest.raises(InputError, match=message):
             Randomisation.from_dict(values)

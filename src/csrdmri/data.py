@@ -4,8 +4,7 @@ A subject (any layout the I/O layer reads) is prepared into ``<cache>/<key>/``: 
 volumes divided by the mean b0 inside the brain (S/S0, float16, laid out (V, X, Y, Z) so one
 volume's patch is contiguous), that mean b0 where it normalises (0 elsewhere; for simulated
 motion), the normalised T1w on the DWI grid (if any) and the corners of the 40³ patches that
-lie inside the brain. Sampling then reads patches from the
-memory maps; nothing else is loaded.
+lie inside the brain. Sampling then reads patches from the memory maps; nothing else is loaded.
 
 Each batch is drawn from ``numpy.random.default_rng([seed, step])``: a batch depends only on the
 seed and the step number, so a resumed run sees exactly the batches an uninterrupted run would.

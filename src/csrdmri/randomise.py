@@ -63,18 +63,27 @@ class Randomisation:
         if set(values) - known:
             unknown = ", ".join(sorted(set(values) - known))
             raise InputError(f"unknown randomisation range(s): {unknown}; known: {', '.join(sorted(known))}")
-        ranges = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        for f in fields(cls):
-            value = getattr(ranges, f.name)
-            bounds = value if isinstance(value, tuple) else (0.0, value)
-            numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-            if len(bounds) != 2 or not numbers or bounds[0] > bounds[1]:
-                raise InputError(f"randomisation {f.name} must be [low, high] with low ≤ high, got {value!r}")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        checked = {}
+        for name, value in values.items():
+            default = getattr(cls(), name)
+            if isinstance(default, tuple):
+                if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(number, value)):
+                    raise InputError(f"randomisation {name} must be [low, high], got {value!r}")
+                if value[0] > value[1]:
+                    raise InputError(
+                        f"randomisation {name} must be [low, high] with low ≤ high, got {value!r}"
+                    )
+                value = (float(value[0]), float(value[1]))
+            elif not number(value):
+                raise InputError(f"randomisation {name} must be a number, got {value!r}")
+            checked[name] = value
+        ranges = cls(**checked)
         if not all(0 <= p <= 1 for p in (ranges.kspace, ranges.noise, ranges.motion)):
             raise InputError("randomisation probabilities (kspace, noise, motion) must lie in [0, 1]")
         if min(ranges.snr) <= 0 or min(ranges.bvalue) <= 0 or min(ranges.t1_gamma) <= 0 or ranges.t1_bias < 0:
             raise InputError("randomisation snr, bvalue and t1_gamma must be positive, t1_bias ≥ 0")
-        if ranges.shift > MOTION_MARGIN - 1 or min(ranges.slice_sigma) < 0:
+        if not 0 <= ranges.shift <= MOTION_MARGIN - 1 or min(ranges.slice_sigma) < 0:
             raise InputError(f"randomisation shift must lie in [0, {MOTION_MARGIN - 1}], slice_sigma ≥ 0")
         return ranges
 

@@ -316,6 +316,9 @@ def train(
     sources = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     if not sources:
         raise InputError("no training data given")
+    for source in sources:
+        if not source.exists():
+            raise InputError(f"training data not found: {source}")
     out = Path(out)
     last = out / "last.safetensors"
     if resume:
@@ -399,7 +402,7 @@ def _train(
     resume = start is None
     if resume:
         model, meta = load_model(last)
-        seen, started_from = meta["seen_subjects"], meta.get("init")
+        seen, started_from = meta.get("seen_subjects", {}), meta.get("init")
     else:
         model, seen, started_from = start
     # DWI digests of the subjects that trained or selected the model: evaluation refuses them.
