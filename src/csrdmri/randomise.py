@@ -24,8 +24,10 @@ Per pair, on top of the paper's protocol (:func:`csrdmri.data.sample_batch`):
 Every component can be turned off (a probability of 0, or a range of one value: ``bvalue``
 (1000, 1000), ``slice_sigma`` (0, 0), ``t1_gamma`` (1, 1), ``t1_bias`` 0).
 
-Voxel size and anisotropy of the scan itself are covered by the scale range of training and by
-the slice profile. The ranges below are the defaults; :class:`Randomisation` documents each.
+Voxel size and anisotropy of the scan itself are covered by the scale range of training, the
+slice profile and, at the level of the generator, by mixing phantom cohorts of other voxel
+sizes and SNRs (``csrdmri phantom --voxel-size --snr``) in one multi-source run. The ranges
+below are the defaults; :class:`Randomisation` documents each.
 """
 
 from __future__ import annotations
