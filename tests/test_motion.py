@@ -7,7 +7,9 @@ import logging
 import numpy as np
 from conftest import gradients, oblique_affine, write_dwi
 from scipy import ndimage
+from typer.testing import CliRunner
 
+from csrdmri.cli import app
 from csrdmri.io import load_dwi
 from csrdmri.layout import find_dataset
 from csrdmri.motion import warn_if_moved
@@ -39,5 +41,18 @@ def test_moved_volumes_are_named_and_still_ones_pass(tmp_path, caplog):
     assert moved[2] > 1.75 * 1.5 and moved[6] > 2.5 * 1.5
     assert np.delete(moved, [2, 6]).max() < 1.75
     (record,) = caplog.records
-    assert "2 of 8 diffusion-weighted volumes (3, 7)" in record.getMessage()
+    assert "from the others: 3, 7 (2 of 8)" in record.getMessage()
     assert "uncorrected for subject motion" in record.getMessage()
+
+
+def test_upsample_warns_the_user_and_still_writes_the_output(tmp_path, caplog):
+    series_with_moved_volumes(tmp_path / "scan", {3: (2, 0, 0)})
+    out = tmp_path / "sr.nii.gz"
+    with caplog.at_level(logging.WARNING, logger="csrdmri.motion"):
+        result = CliRunner().invoke(
+            app,
+            ["upsample", str(tmp_path / "scan"), "--scale", "1.5", "--model", "arssr-cpu", "--out", str(out)],
+        )
+    assert result.exit_code == 0 and out.exists()
+    (record,) = caplog.records
+    assert ": 3 (1 of 8)" in record.getMessage() and "correct it first" in record.getMessage()

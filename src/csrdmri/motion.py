@@ -52,12 +52,12 @@ def warn_if_moved(series: DWISeries, volumes: np.ndarray) -> np.ndarray:
     far = np.flatnonzero(moved > limit)
     if far.size:
         log.warning(
-            "%d of %d diffusion-weighted volumes (%s) sit up to %.1f mm from the others: the series "
-            "looks uncorrected for subject motion, which the models were not trained for; correct it "
-            "first (FSL eddy, dipy_correct_motion)",
+            "diffusion-weighted volumes displaced by up to %.1f mm from the others: %s (%d of %d); "
+            "the series looks uncorrected for subject motion, which the models were not trained "
+            "for: correct it first (FSL eddy, dipy_correct_motion)",
+            moved.max(),
+            ", ".join(str(int(volumes[i])) for i in far[:8]) + (", ..." if far.size > 8 else ""),
             far.size,
             len(volumes),
-            ", ".join(str(int(volumes[i])) for i in far[:8]) + (", ..." if far.size > 8 else ""),
-            moved.max(),
         )
     return moved
