@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from csrdmri.errors import InputError
+from csrdmri.errors import InputError, about
 from csrdmri.weights import DEFAULT_MODEL, shipped
 
 app = typer.Typer(
@@ -182,7 +182,8 @@ def upsample(
     from csrdmri.infer import Options, Upsampler, check_output, check_size, upsample_to_file
     from csrdmri.io import load_dwi
     from csrdmri.layout import find_dataset
-    from csrdmri.preprocess import series_mask, t1_on_dwi_grid
+    from csrdmri.motion import warn_if_moved
+    from csrdmri.preprocess import series_mask, shell_indices, t1_on_dwi_grid
 
     scales, voxels = parse_triplet(scale, "--scale"), parse_triplet(voxel_size, "--voxel-size")
     if (scales is None) == (voxels is None):
@@ -206,6 +207,9 @@ def upsample(
     out = check_output(out, force)
     brain = series_mask(series) if up.model is not None else None
     t1_lr = t1_on_dwi_grid(paths.t1, series, brain) if up.uses_t1 else None
+    if up.model is not None:  # once per user run (evaluation re-upsamples degraded copies)
+        with about(paths.dwi):
+            warn_if_moved(series, shell_indices(series.gtab))
     upsample_to_file(series, grid, up, out, brain, t1_lr, options)
     shape = " × ".join(map(str, grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in grid.zooms)

@@ -62,13 +62,13 @@ def prepare_subject(paths: DatasetPaths, cache: Path, name: str, shell: float = 
         series = load_dwi(paths)
         mask = series_mask(series)
         with about(paths.dwi):
-            reciprocal = b0_reciprocal(mean_b0(series), mask)
+            b0 = mean_b0(series)
+            reciprocal = b0_reciprocal(b0, mask)
             volumes = shell_indices(series.gtab, shell)
         dwi = np.empty((len(volumes), *series.shape), dtype=np.float16)
         for i, v in enumerate(volumes):
             dwi[i] = series.data[..., v] * reciprocal
-        s0 = np.where(reciprocal > 0, 1.0 / np.where(reciprocal > 0, reciprocal, 1.0), 0.0)
-        arrays = {"dwi": dwi, "s0": s0.astype(np.float32)}
+        arrays = {"dwi": dwi, "s0": np.where(reciprocal > 0, b0, 0.0).astype(np.float32)}
         if paths.t1 is not None:
             arrays["t1"] = t1_on_dwi_grid(paths.t1, series, mask)
         try:

@@ -45,7 +45,6 @@ from csrdmri.errors import InputError, about
 from csrdmri.grid import TargetGrid
 from csrdmri.io import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
 from csrdmri.layout import nifti_stem
-from csrdmri.motion import warn_if_moved
 from csrdmri.preprocess import DEFAULT_SHELL, b0_floor, b0_reciprocal, mean_b0, shell_indices
 from csrdmri.resample import resample
 from csrdmri.tiling import CHUNK, TILE, Box, as_input, predict_tiles
@@ -204,7 +203,6 @@ def upsample_series(
                 others,
                 DEFAULT_SHELL,
             )
-        warn_if_moved(series, np.asarray(sorted(weighted)))
         region = ndimage.binary_dilation(mask, iterations=options.margin) if options.margin else mask
         reciprocal = b0_reciprocal(s0, region, floor=floor)
         if up.adapt_steps:
