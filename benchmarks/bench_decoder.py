@@ -4,7 +4,7 @@ For the shipped ``csr-dmri-cpu`` sizes and the paper's sizes (random weights: sp
 depend on them), one latent map of an LR tile (72×97×82, the brain of the shared Ingenia scan)
 is decoded at every voxel of its 2× grid:
 
-* **csrdmri**: :func:`csrdmri.tiling.decode_tile` (separable trilinear interpolation on the
+* **csrdmri**: :func:`csrdmri.inference.tiling.decode_tile` (separable trilinear interpolation on the
   regular grid, then the MLP, in chunks of 16 384 queries) — what ``csrdmri upsample`` runs;
 * **grid_sample**: ``INR.decode`` at the same queries' coordinates (``grid_sample`` then the MLP,
   what training and ArSSR-style code run), chunks of 16 384;
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from machine import describe
 
-from csrdmri.grid import normalized, source_index
-from csrdmri.infer import Upsampler
+from csrdmri.core.grid import normalized, source_index
+from csrdmri.inference.tiling import CHUNK, decode_tile
+from csrdmri.inference.upsampler import Upsampler
 from csrdmri.models import build_model
-from csrdmri.tiling import CHUNK, decode_tile
 
 TILE = (72, 97, 82)
 

@@ -7,7 +7,7 @@ by the shipped ``csr-dmri-cpu``:
   volume, the encoder over the whole volume at once, the decoder (``grid_sample`` + MLP) at every
   output voxel, air included, fp32, chunks of 16 384 queries; composed into the output exactly
   as ``csrdmri upsample`` composes its prediction (b0s tricubic, correction × upsampled b0);
-* **csrdmri**: :func:`csrdmri.infer.upsample_series` with its default options (brain-mask
+* **csrdmri**: :func:`csrdmri.inference.series.upsample_series` with its default options (brain-mask
   restricted decoding, planned tiles, separable interpolation), fp32;
 * **bf16** (lossy, reported apart): the same with ``precision="bf16"`` (CPU autocast).
 
@@ -32,13 +32,15 @@ from machine import describe
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio
 
-from csrdmri.grid import TargetGrid, dst_grid_normalized, normalized, source_index
-from csrdmri.infer import Options, Upsampler, upsample_series
-from csrdmri.io import DWISeries, load_dwi
-from csrdmri.layout import find_dataset
-from csrdmri.preprocess import b0_indices, b0_reciprocal, mean_b0, series_mask, t1_on_dwi_grid
-from csrdmri.resample import resample
-from csrdmri.tiling import CHUNK, TILE, as_input, decode_volume, encoder_halo, plan_tiles
+from csrdmri.core.grid import TargetGrid, dst_grid_normalized, normalized, source_index
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, mean_b0
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.series import upsample_series
+from csrdmri.inference.tiling import CHUNK, TILE, as_input, decode_volume, encoder_halo, plan_tiles
+from csrdmri.inference.upsampler import Options, Upsampler
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import DWISeries, load_dwi
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "philips-ingenia-2mm"
 
@@ -159,8 +161,8 @@ def main() -> None:
     series = load_dwi(paths)
     if args.volumes:
         series.data = series.data[..., : args.volumes]
-    mask = series_mask(series)
-    t1 = t1_on_dwi_grid(paths.t1, series, mask)
+    scan = PreparedScan.prepare(series, t1=paths.t1)
+    mask, t1 = scan.mask, scan.t1
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
     up = Upsampler.load("csr-dmri-cpu")
     _, _, where = _inputs(series, grid, mask)
@@ -172,10 +174,10 @@ def main() -> None:
     outputs, times = {}, {}
     runs = [
         ("naive reference", lambda o: naive_series(series, grid, up, mask, t1, o)),
-        ("csrdmri upsample (fp32)", lambda o: upsample_series(series, grid, up, o, mask, t1)),
+        ("csrdmri upsample (fp32)", lambda o: upsample_series(series, grid, up, o, scan)),
         (
             "csrdmri upsample --precision bf16",
-            lambda o: upsample_series(series, grid, up, o, mask, t1, Options(precision="bf16")),
+            lambda o: upsample_series(series, grid, up, o, scan, Options(precision="bf16")),
         ),
     ]
     for label, run in runs:

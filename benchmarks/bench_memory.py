@@ -39,11 +39,13 @@ def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -
     import torch
     from dipy.core.gradients import gradient_table
 
-    from csrdmri.grid import TargetGrid
-    from csrdmri.infer import Options, Upsampler, upsample_series, working_file, write_result
-    from csrdmri.io import load_dwi
-    from csrdmri.layout import find_dataset
-    from csrdmri.preprocess import series_mask, t1_on_dwi_grid
+    from csrdmri.core.grid import TargetGrid
+    from csrdmri.dmri.scan import PreparedScan
+    from csrdmri.inference.output import working_file, write_result
+    from csrdmri.inference.series import upsample_series
+    from csrdmri.inference.upsampler import Options, Upsampler
+    from csrdmri.io.layout import find_dataset
+    from csrdmri.io.nifti import load_dwi
 
     torch.set_num_threads(threads)
     paths = find_dataset(subject)
@@ -63,16 +65,15 @@ def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -
     sampler = threading.Thread(target=sample)
     sampler.start()
     start = time.perf_counter()
-    mask = series_mask(series)
-    t1 = t1_on_dwi_grid(paths.t1, series, mask)
+    scan = PreparedScan.prepare(series, t1=paths.t1)
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
     shape = (*grid.shape, series.data.shape[3])
     with working_file(Path(out).parent, int(np.prod(shape)) * 4) as handle:  # as upsample_to_file
         data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
         stage[0] = "upsample"
-        upsample_series(series, grid, up, data, mask, t1, Options(tile=tile))
+        upsample_series(series, grid, up, data, scan, Options(tile=tile))
         stage[0] = "write"
-        write_result(Path(out), data, grid, series, up)
+        write_result(Path(out), data, grid, series, up, scan)
         del data
     seconds = time.perf_counter() - start
     running = False

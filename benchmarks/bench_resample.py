@@ -19,10 +19,10 @@ import numpy as np
 import scipy
 from scipy import ndimage
 
-from csrdmri.io import load_dwi
-from csrdmri.layout import find_dataset
-from csrdmri.preprocess import mean_b0
-from csrdmri.resample import axis_matrix, resample
+from csrdmri.core.resample import axis_matrix, resample
+from csrdmri.dmri.preprocess import mean_b0
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "philips-ingenia-2mm"
 

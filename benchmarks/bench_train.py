@@ -3,7 +3,7 @@ spent preparing data, for the ``cpu`` and ``paper`` presets.
 
 A phantom cohort (3 subjects at 2.5 mm, generated into a temporary folder unless ``--data``
 names one) is prepared as training does; then, per preset, a few steps (after one warm-up) of
-the real training step: :func:`csrdmri.data.sample_batch` (patches, scales, tricubic
+the real training step: :func:`csrdmri.dmri.pairs.sample_batch` (patches, scales, tricubic
 degradation) and the model's forward and backward pass with the L1 + FFT loss and an Adam step.
 Printed per preset: the time of each part, samples/s, HR queries/s and the share of the step
 spent preparing data.
@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from machine import describe
 
-from csrdmri.data import prepare_subject, sample_batch
-from csrdmri.layout import find_dataset
+from csrdmri.dmri.pairs import sample_batch
+from csrdmri.io.layout import find_dataset
 from csrdmri.models import build_model
+from csrdmri.models.objective import Objective
 from csrdmri.phantom import PhantomParams, generate_cohort
-from csrdmri.train import Objective, preset_for
+from csrdmri.training import preset_for
+from csrdmri.training.data import prepare_subject
 
 
 def measure(preset: str, subjects, steps: int) -> None:

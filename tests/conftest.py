@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from csrdmri.train import TrainConfig
+from csrdmri.training import TrainConfig
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 

@@ -9,16 +9,16 @@ import numpy as np
 import torch
 from conftest import TINY_INR, run
 
-from csrdmri.adapt import adapt, spread
-from csrdmri.checkpoint import save_checkpoint
-from csrdmri.data import PreparedSubject, sample_batch
-from csrdmri.infer import Upsampler
-from csrdmri.io import file_digest, load_dwi
-from csrdmri.layout import find_dataset
+from csrdmri.core.patches import patch_origins
+from csrdmri.dmri.pairs import PreparedSubject, sample_batch
+from csrdmri.dmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.inference.adapt import adapt, spread
+from csrdmri.inference.upsampler import Upsampler
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import file_digest, load_dwi
 from csrdmri.models import build_model
-from csrdmri.patches import patch_origins
-from csrdmri.preprocess import b0_reciprocal, mean_b0, series_mask, shell_indices, t1_on_dwi_grid
-from csrdmri.train import Objective
+from csrdmri.models.checkpoint import save_checkpoint
+from csrdmri.models.objective import Objective
 
 
 def own_volumes(subject):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csrdmri.core.resample import resample_torch
 from csrdmri.models import build_model
 from csrdmri.models.dcsrn import DCSRN, DenseUnit
 from csrdmri.models.rescnn3d import ResCNN3D
-from csrdmri.resample import resample_torch
 
 LR = (1, 1, 10, 10, 10)
 SHAPES = [(20, 20, 20), (24, 24, 24), (40, 40, 40), (20, 20, 10)]

@@ -16,7 +16,7 @@ from conftest import assert_user_error, gradients, oblique_affine, real_scan, ru
 from dipy.io import read_bvals_bvecs
 from scipy import ndimage
 
-from csrdmri.grid import resampled_affine
+from csrdmri.core.grid import resampled_affine
 
 
 def tricubic(path, *args):

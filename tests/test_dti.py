@@ -7,7 +7,7 @@ import pytest
 from dipy.core.gradients import gradient_table
 from dipy.sims.voxel import single_tensor
 
-from csrdmri.dti import MD_MAX, dti_errors, tensor_maps
+from csrdmri.dmri.dti import MD_MAX, dti_errors, tensor_maps
 
 EVALS = np.array([1.7e-3, 0.3e-3, 0.3e-3])  # mm²/s: FA ≈ 0.80, MD ≈ 7.7e-4
 

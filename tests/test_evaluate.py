@@ -13,16 +13,16 @@ import torch
 from conftest import TINY_RUN, assert_user_error, run
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from csrdmri import evaluate
-from csrdmri.checkpoint import save_checkpoint
-from csrdmri.errors import InputError
-from csrdmri.layout import find_dataset
-from csrdmri.metrics import psnr, ssim
+from csrdmri.core.errors import InputError
+from csrdmri.core.metrics import psnr, ssim
+from csrdmri.core.patches import central_crop, degrade, hr_size, patch_origins
+from csrdmri.core.resample import resample
+from csrdmri.evaluation import patch_protocol as evaluate
+from csrdmri.inference.tiling import as_input
+from csrdmri.io.layout import find_dataset
 from csrdmri.models import build_model
-from csrdmri.patches import central_crop, degrade, hr_size, patch_origins
-from csrdmri.resample import resample
-from csrdmri.tiling import as_input
-from csrdmri.train import train
+from csrdmri.models.checkpoint import save_checkpoint
+from csrdmri.training import train
 
 
 def test_psnr_uses_the_fixed_unit_range():
@@ -181,7 +181,7 @@ def test_evaluate_real_scans_only(small_cohort, tmp_path):
 def test_evaluate_command_refusals(small_cohort, tmp_path):
     bad = run("evaluate", "--data", tmp_path, "--scales", "2")
     assert_user_error(bad, "no cohort.json")
-    assert_user_error(run("evaluate"), "give a cohort with --data, real scans with --real")
+    assert_user_error(run("evaluate"), "nothing to evaluate", "--data")
     assert_user_error(run("evaluate", "--real", tmp_path / "nowhere"), "real scan folder not found")
     assert_user_error(run("evaluate", "--real", tmp_path), "neither a dMRI dataset nor a folder of")
     assert_user_error(run("evaluate", "--data", small_cohort, "--volume-scales", "1"), "must all be > 1")

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from conftest import oblique_affine
 from scipy import ndimage
 
-from csrdmri.errors import InputError
-from csrdmri.grid import (
+from csrdmri.core.errors import InputError
+from csrdmri.core.grid import (
     TargetGrid,
     dst_grid_normalized,
     grid_sample_order,
@@ -21,7 +21,7 @@ from csrdmri.grid import (
     source_index,
     unnormalized,
 )
-from csrdmri.resample import resample
+from csrdmri.core.resample import resample
 
 SCALES = [2, 3, 4, 2.4, (2, 2, 1)]
 LR_SHAPE = (10, 12, 7)

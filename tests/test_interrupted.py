@@ -19,9 +19,8 @@ import torch
 from conftest import TINY_RUN, gradients, oblique_affine, run, write_dwi
 from safetensors.torch import load_file
 
-from csrdmri import checkpoint
-from csrdmri.checkpoint import load_model, save_checkpoint
-from csrdmri.models import build_model
+from csrdmri.models import build_model, checkpoint
+from csrdmri.models.checkpoint import load_model, save_checkpoint
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches /proc")
 

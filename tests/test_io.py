@@ -11,9 +11,9 @@ import pytest
 from conftest import gradients, oblique_affine, write_dwi
 from dipy.io import read_bvals_bvecs
 
-from csrdmri.errors import InputError
-from csrdmri.io import atomic_path, load_dwi, load_image, save_gradients, save_nifti
-from csrdmri.layout import find_dataset
+from csrdmri.core.errors import InputError
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import atomic_path, load_dwi, load_image, save_gradients, save_nifti
 
 DATA = np.arange(6 * 5 * 4 * 7, dtype=np.float32).reshape(6, 5, 4, 7)
 
@@ -115,7 +115,7 @@ def test_save_nifti_in_chunks_writes_the_bytes_nibabel_writes(tmp_path, monkeypa
     data = np.random.default_rng(1).random(shape).astype(np.float32)
     template = nib.Nifti1Header()
     template.extensions.append(nib.nifti1.Nifti1Extension("comment", b"scanner notes"))
-    monkeypatch.setattr("csrdmri.io.WRITE_CHUNK", chunk)
+    monkeypatch.setattr("csrdmri.io.nifti.WRITE_CHUNK", chunk)
     save_nifti(tmp_path / "ours.nii.gz", data, oblique_affine(), template=template)
     ours = nib.load(tmp_path / "ours.nii.gz")
     nib.save(nib.Nifti1Image(data, ours.affine, ours.header), tmp_path / "nibabel.nii.gz")

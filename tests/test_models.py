@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import TINY_INR
 
-from csrdmri.errors import InputError
-from csrdmri.losses import FFT_WEIGHT, csr_loss, fft_l1
+from csrdmri.core.errors import InputError
+from csrdmri.core.resample import resample_torch
 from csrdmri.models import build_model
 from csrdmri.models.fixed_head import pixel_shuffle_3d
 from csrdmri.models.inr import INR, ImplicitMLP
-from csrdmri.resample import resample_torch
+from csrdmri.models.losses import FFT_WEIGHT, csr_loss, fft_l1
 
 FIXED_SIZES = {k: v for k, v in TINY_INR.items() if k not in ("width", "depth")}
 

@@ -10,9 +10,9 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from csrdmri.cli import app
-from csrdmri.io import load_dwi
-from csrdmri.layout import find_dataset
-from csrdmri.motion import warn_if_moved
+from csrdmri.dmri.motion import warn_if_moved
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi
 
 
 def series_with_moved_volumes(folder, moved: dict[int, tuple[int, int, int]]):
@@ -31,11 +31,11 @@ def series_with_moved_volumes(folder, moved: dict[int, tuple[int, int, int]]):
 
 def test_moved_volumes_are_named_and_still_ones_pass(tmp_path, caplog):
     weighted = np.arange(1, 9)
-    with caplog.at_level(logging.WARNING, logger="csrdmri.motion"):
+    with caplog.at_level(logging.WARNING, logger="csrdmri.dmri.motion"):
         still = warn_if_moved(series_with_moved_volumes(tmp_path / "still", {}), weighted)
     assert still.max() < 0.1 and not caplog.records
     series = series_with_moved_volumes(tmp_path / "moved", {3: (2, 0, 0), 7: (0, 0, -2)})
-    with caplog.at_level(logging.WARNING, logger="csrdmri.motion"):
+    with caplog.at_level(logging.WARNING, logger="csrdmri.dmri.motion"):
         moved = warn_if_moved(series, weighted)
     # 2 voxels along x (1.75 mm) and along z (2.5 mm), measured from the mean of all 8 volumes.
     assert moved[2] > 1.75 * 1.5 and moved[6] > 2.5 * 1.5
@@ -48,7 +48,7 @@ def test_moved_volumes_are_named_and_still_ones_pass(tmp_path, caplog):
 def test_upsample_warns_the_user_and_still_writes_the_output(tmp_path, caplog):
     series_with_moved_volumes(tmp_path / "scan", {3: (2, 0, 0)})
     out = tmp_path / "sr.nii.gz"
-    with caplog.at_level(logging.WARNING, logger="csrdmri.motion"):
+    with caplog.at_level(logging.WARNING, logger="csrdmri.dmri.motion"):
         result = CliRunner().invoke(
             app,
             ["upsample", str(tmp_path / "scan"), "--scale", "1.5", "--model", "arssr-cpu", "--out", str(out)],

@@ -12,12 +12,12 @@ from dipy.reconst.dti import TensorModel
 from typer.testing import CliRunner
 
 from csrdmri.cli import app
-from csrdmri.errors import InputError
-from csrdmri.io import load_dwi
-from csrdmri.layout import find_dataset
+from csrdmri.core.errors import InputError
+from csrdmri.dmri.preprocess import series_mask, shell_indices, t1_on_dwi_grid
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi
 from csrdmri.phantom import PhantomParams, generate_cohort, generate_subject
 from csrdmri.phantom.cohort import SUBJECT_FILES, split_subjects
-from csrdmri.preprocess import series_mask, shell_indices, t1_on_dwi_grid
 
 SMALL = SMALL_PHANTOM
 

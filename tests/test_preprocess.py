@@ -8,10 +8,8 @@ import pytest
 from conftest import gradients, oblique_affine, real_scan, write_dwi
 from dipy.core.gradients import gradient_table
 
-from csrdmri.errors import InputError
-from csrdmri.io import load_dwi, load_image
-from csrdmri.layout import find_dataset
-from csrdmri.preprocess import (
+from csrdmri.core.errors import InputError
+from csrdmri.dmri.preprocess import (
     b0_indices,
     brain_mask,
     fov_fraction,
@@ -23,6 +21,8 @@ from csrdmri.preprocess import (
     shell_indices,
     t1_on_dwi_grid,
 )
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi, load_image
 
 DWI_SHAPE = (20, 18, 14)
 

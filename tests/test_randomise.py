@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import TINY_RUN
 
-from csrdmri.checkpoint import read_meta
-from csrdmri.data import PreparedSubject, sample_batch
-from csrdmri.errors import InputError
-from csrdmri.randomise import MOTION_MARGIN, Acquisition, Randomisation
-from csrdmri.train import TrainConfig, train
+from csrdmri.core.errors import InputError
+from csrdmri.dmri.pairs import PreparedSubject, sample_batch
+from csrdmri.dmri.randomise import MOTION_MARGIN, Acquisition, Randomisation
+from csrdmri.models.checkpoint import read_meta
+from csrdmri.training import TrainConfig, train
 
 RANGES = Randomisation()
 

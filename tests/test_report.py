@@ -1,10 +1,23 @@
-"""The report's tables: which paper row a method reproduces, ablations, ordering."""
+"""The report: which paper row a method reproduces, ablations, ordering; the request, the
+files written from results, and `csrdmri evaluate --device`."""
 
 from __future__ import annotations
 
-from csrdmri.evaluate import Method, Scores
-from csrdmri.infer import Upsampler
-from csrdmri.report import ablation, paper_row, ranking, table1, table2
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_user_error, run
+
+from csrdmri.core.errors import InputError
+from csrdmri.evaluation import collect
+from csrdmri.evaluation.collect import EvaluationRequest, EvaluationResults
+from csrdmri.evaluation.patch_protocol import Method, Scores
+from csrdmri.evaluation.report import run_report, summary_tables, write_report
+from csrdmri.evaluation.tables import ablation, paper_row, ranking, table1, table2
+from csrdmri.evaluation.volume_protocol import VolumeCase, VolumeScores
+from csrdmri.inference.upsampler import Upsampler
 
 
 def method(architecture: str | None, use_t1: bool = False, fft: float = 0.0) -> Method:
@@ -52,3 +65,89 @@ def test_tables_put_measured_rows_beside_the_papers_and_rank_them():
     order = ranking(results, methods)
     assert "| 2× | CSR-dMRI (mine, 26.00) > Bicubic (tri, 25.00) | CSR-dMRI > Bicubic | yes |" in order
     assert "| 2.4× | Bicubic (tri, 24.00) > CSR-dMRI (mine, 23.00) | CSR-dMRI > Bicubic | no |" in order
+
+
+def synthetic_results() -> EvaluationResults:
+    """Patch scores of tricubic at 2× with its example patch, and one whole-volume case whose
+    dataset name holds a slash (no protocol run: arrays made up)."""
+    rng = np.random.default_rng(0)
+    hr = rng.random((20, 20, 20))
+    example = {"HR": hr, "LR": rng.random((10, 10, 10)), "tri": hr + 0.01}
+    mask = np.zeros((12, 12, 8), bool)
+    mask[2:10, 2:10, 2:6] = True
+    truth, fa = rng.random(mask.shape), rng.random(mask.shape)
+    dti = dict.fromkeys(("fa_mae_brain", "fa_mae_wm", "md_mae_brain", "md_mae_wm"), 0.01)
+    dti |= {"angle_median_wm": 10.0, "angle_mean_wm": 12.0}
+    case = VolumeCase("site/s1", 2.0, (6, 6, 4), mask.shape, truth, fa, rng.random((6, 6, 4)), mask)
+    case.methods["tri"] = VolumeScores([20.0, 22.0], [0.9, 0.8], dti, fa + 0.1, truth + 0.1)
+    case.skipped["csr"] = "needs a T1w; the dataset has none"
+    return EvaluationResults(
+        methods={"tri": method(None)},
+        patch={"tri": scores({2.0: 25.0})},
+        examples={2.0: example},
+        volume_cases=[case],
+        real_cases=[],
+        data_label="phantom (test, 1 subject × 2 patches)",
+        protocol={"split": "test"},
+    )
+
+
+def test_the_report_holds_the_tables_figures_and_json_of_the_results(tmp_path):
+    results = synthetic_results()
+    report = write_report(tmp_path / "out", "csrdmri evaluate --models tri", results)
+    text = report.read_text()
+    assert report == tmp_path / "out" / "report.md" and "Command: `csrdmri evaluate --models tri`" in text
+    for part in ("## Table 1: paper protocol", "| Bicubic (paper) | HCP (published) | 25.89 / 0.9075 |"):
+        assert part in text
+    assert "## Whole volumes" in text and "## Real scans" not in text and "## Table 2" not in text
+    assert "| site/s1 | 2× | 6×6×4 → 12×12×8 | csr | not run: needs a T1w; the dataset has none | – |" in text
+    for name in ("patch-2x", "volume-site_s1-2x", "volume-site_s1-2x-fa"):
+        assert f"(figures/{name}.png)" in text and (tmp_path / "out" / "figures" / f"{name}.png").is_file()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["command"] == "csrdmri evaluate --models tri" and saved["protocol"] == {"split": "test"}
+    assert saved["methods"]["tri"]["sources"] == ["tricubic"]
+    assert saved["paper_protocol"]["tri"]["2"]["psnr"] == pytest.approx([24.9, 25.1])
+    (whole,) = saved["whole_volume"]
+    assert whole["data"] == "site/s1" and whole["methods"]["tri"]["volumes"] == 2
+    assert saved["real_scans"] == []
+    tables = summary_tables(results)
+    assert tables.startswith("| method | data | 2× PSNR / SSIM |") and "| site/s1 | 2× | tri |" in tables
+
+
+def test_a_request_refuses_what_cannot_be_evaluated(tmp_path):
+    methods = {"tricubic": method(None)}
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        EvaluationRequest(methods=methods)
+    with pytest.raises(InputError, match=r"volume scales must all be > 1, got \[1.0\]"):
+        EvaluationRequest(methods=methods, cohort=tmp_path, volume_scales=(1.0,))
+    with pytest.raises(InputError, match="patches per subject must be positive"):
+        EvaluationRequest(methods=methods, real=[tmp_path], patches=0)
+    assert EvaluationRequest(methods=methods, cohort=tmp_path).options.device == "cpu"
+
+
+def test_run_report_runs_the_requested_protocols(small_cohort):
+    request = EvaluationRequest(
+        methods={"tricubic": method(None)}, cohort=small_cohort, scales=(2.0,), patches=1, volume_subjects=0
+    )
+    tables = run_report(request)
+    assert "| tricubic | phantom (test, 1 subject × 1 patches) |" in tables
+    assert "| Bicubic (paper) | HCP (published) | 25.89 / 0.9075 |" in tables
+
+
+def test_evaluate_device_reaches_the_whole_volume_protocol(small_cohort, monkeypatch):
+    devices = []
+
+    def recording(*args, **kwargs):
+        devices.append(args[4].device)
+        return protocol(*args, **kwargs)
+
+    protocol = collect.volume_protocol
+    monkeypatch.setattr(collect, "volume_protocol", recording)
+    args = ["--data", small_cohort, "--scales", "2", "--patches", "1", "--directions", "6"]
+    result = run("evaluate", *args, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert devices == ["cpu"] and "| phantom001 | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
+    assert_user_error(run("evaluate", *args, "--device", "tpu9"), "unknown device 'tpu9'")
+    if not torch.cuda.is_available():
+        assert_user_error(run("evaluate", *args, "--device", "cuda"), "no CUDA GPU is available")
+    assert devices == ["cpu"]  # refused before any protocol ran

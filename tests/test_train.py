@@ -13,16 +13,25 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_PHANTOM, TINY_INR, TINY_RUN
-from safetensors.torch import load_file
+from safetensors.torch import load_file, safe_open, save_file
 from typer.testing import CliRunner
 
-from csrdmri.checkpoint import load_model, read_meta, save_checkpoint
 from csrdmri.cli import app
-from csrdmri.data import PreparedSubject, prepare_subject, sample_batch
-from csrdmri.errors import InputError
-from csrdmri.layout import find_dataset
+from csrdmri.core.errors import InputError
+from csrdmri.dmri.pairs import PreparedSubject, sample_batch
+from csrdmri.io.layout import find_dataset
 from csrdmri.models import build_model
-from csrdmri.train import Objective, TrainConfig, check_weights, subject_weights, train
+from csrdmri.models.checkpoint import load_model, read_meta, save_checkpoint
+from csrdmri.models.objective import Objective
+from csrdmri.training import (
+    PRESETS,
+    TrainConfig,
+    check_weights,
+    prepare_subject,
+    preset_for,
+    subject_weights,
+    train,
+)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
@@ -74,6 +83,37 @@ def test_resumed_training_ends_with_the_same_weights(small_cohort, tmp_path):
     assert (run / "best.safetensors").exists() and (run / "loss.png").exists()
     assert json.loads((run / "config.json").read_text())["model"]["residual"] is True
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 2  # header + one step per epoch
+
+
+def _lr_column(run):
+    return [line.split(",")[3] for line in (run / "log.csv").read_text().splitlines()[1:]]
+
+
+def _drop_scheduler_state(path):
+    """Rewrite a checkpoint as the ones written before it held the scheduler's state."""
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["csrdmri"])
+    del meta["scheduler"]
+    save_file(load_file(str(path)), str(path), metadata={"csrdmri": json.dumps(meta)})
+
+
+def test_a_resumed_run_logs_the_learning_rate_it_uses(small_cohort, tmp_path):
+    """The rate halves every epoch; runs resumed after their first epoch (from a checkpoint with
+    the scheduler's state, and from an older one without) log the rates of an uninterrupted run."""
+    config = replace(TINY_RUN, epochs=3, lr_step_epochs=1, val_every=3, batch_size=1, patches_per_subject=1)
+    cache, straight = tmp_path / "cache", tmp_path / "straight"
+    train(config, small_cohort, straight, cache=cache)
+    assert _lr_column(straight) == ["0.001", "0.0005", "0.00025"]
+    for name in ("resumed", "old"):
+        run = tmp_path / name
+        train(config, small_cohort, run, cache=cache, epochs=1)
+        if name == "old":
+            _drop_scheduler_state(run / "last.safetensors")
+        train(config, small_cohort, run, resume=True, cache=cache, epochs=3)
+        assert _lr_column(run) == _lr_column(straight), name
+    assert read_meta(tmp_path / "resumed" / "last.safetensors")["scheduler"] == read_meta(
+        straight / "last.safetensors"
+    )["scheduler"]
 
 
 def test_train_command_errors(small_cohort, tmp_path):
@@ -144,7 +184,7 @@ def test_multi_source_fine_tuning_starts_from_the_given_weights(small_cohort, tm
 
 
 def test_shipped_weights_load_and_have_a_model_card():
-    from csrdmri.evaluate import resolve_method
+    from csrdmri.evaluation.patch_protocol import resolve_method
     from csrdmri.weights import shipped
 
     for name, path in shipped().items():
@@ -220,7 +260,7 @@ def test_a_briefly_trained_csr_dmri_beats_tricubic_on_held_out_patches(clean_coh
     """160 steps of a small residual CSR-dMRI (about 1.5 minutes on 2 cores), then the paper's
     protocol on the held-out subject. Measured margin (dev machine): +0.038 dB at 2x, +0.030 dB
     at 3x; asserted: better than tricubic on average, by at least 0.01 dB."""
-    from csrdmri.evaluate import paper_protocol, resolve_method
+    from csrdmri.evaluation.patch_protocol import paper_protocol, resolve_method
 
     small = {"latent": 32, "g0": 16, "growth": 16, "blocks": 2, "layers": 2, "width": 32}
     config = TrainConfig(
@@ -244,8 +284,6 @@ def test_a_briefly_trained_csr_dmri_beats_tricubic_on_held_out_patches(clean_coh
 
 
 def test_presets_adapt_to_the_model_they_train():
-    from csrdmri.train import PRESETS, preset_for
-
     assert preset_for("cpu") == PRESETS["cpu"] == preset_for("cpu", "csr-dmri")
     arssr = preset_for("cpu", "arssr")
     assert arssr.model_overrides == PRESETS["cpu"].model_overrides and arssr.fft_weight == 0.0

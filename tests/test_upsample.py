@@ -11,13 +11,13 @@ import torch
 from conftest import TINY_INR, assert_user_error, real_scan, run
 from dipy.io import read_bvals_bvecs
 
-from csrdmri.checkpoint import save_checkpoint
-from csrdmri.errors import InputError
-from csrdmri.grid import source_index
+from csrdmri.core.errors import InputError
+from csrdmri.core.grid import source_index
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import brain_mask
+from csrdmri.inference.tiling import decode_volume, encoder_halo, plan_tiles
 from csrdmri.models import build_model
-from csrdmri.preprocess import brain_mask
-from csrdmri.resample import resample
-from csrdmri.tiling import decode_volume, encoder_halo, plan_tiles
+from csrdmri.models.checkpoint import save_checkpoint
 
 
 def tiny_model(coord: str = "local", residual: bool = True, use_t1: bool = True):
@@ -166,7 +166,7 @@ def test_a_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
     bad = run(
         "upsample", small_dwi, "--scale", "2", "--model", "tricubic", "--precision", "fp8", "--out", out
     )
-    assert_user_error(bad, "--precision must be one of")
+    assert_user_error(bad, "precision must be one of", "--precision")
     assert not out.exists()
 
 
@@ -202,9 +202,9 @@ def test_command_line_defaults_are_the_library_defaults():
     """The CLI spells its defaults out (so that --help starts without torch): they must agree."""
     import inspect
 
-    from csrdmri import cli
-    from csrdmri.infer import Options
+    from csrdmri.cli.dataset import upsample
+    from csrdmri.inference.upsampler import Options
 
-    parameters = inspect.signature(cli.upsample).parameters
+    parameters = inspect.signature(upsample).parameters
     for name in ("device", "precision", "tile", "chunk", "margin", "outside"):
         assert parameters[name].default == getattr(Options(), name), name

@@ -7,21 +7,21 @@ import numpy as np
 import pytest
 from conftest import oblique_affine
 
-from csrdmri.dti import dti_errors, tensor_maps
-from csrdmri.errors import InputError
-from csrdmri.evaluate import parse_methods
-from csrdmri.io import load_dwi
-from csrdmri.layout import find_dataset
-from csrdmri.metrics import psnr, ssim
-from csrdmri.preprocess import b0_indices, series_mask, shell_indices
-from csrdmri.resample import resample
-from csrdmri.volume_protocol import (
+from csrdmri.core.errors import InputError
+from csrdmri.core.metrics import psnr, ssim
+from csrdmri.core.resample import resample
+from csrdmri.dmri.dti import dti_errors, tensor_maps
+from csrdmri.dmri.preprocess import b0_indices, series_mask, shell_indices
+from csrdmri.evaluation.patch_protocol import parse_methods
+from csrdmri.evaluation.volume_protocol import (
     degrade_series,
     own_ratio,
     spread_directions,
     subset_series,
     volume_protocol,
 )
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi
 
 
 def min_angle(vectors: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from csrdmri.errors import InputError
+from csrdmri.core.errors import InputError
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {}
 #: Bounds on a model read from a config (a checkpoint's metadata is untrusted input): every

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from csrdmri.errors import InputError
+from csrdmri.core.errors import InputError
 from csrdmri.models import register
 from csrdmri.models.fixed_scale import FixedScaleModel
 

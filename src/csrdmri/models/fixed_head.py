@@ -4,7 +4,7 @@ function.
 The RDN latent map (B, latent, X, Y, Z) goes through a 3³ convolution to ``r³`` channels and a
 3D sub-pixel shuffle to the (rX, rY, rZ) grid, ``r`` the integer training scale (sub-voxel
 ``k`` of LR voxel ``i`` lands at ``i + (k + 0.5)/r``: the cell-centred grid of
-:mod:`csrdmri.grid`). Any other grid is reached, as the fixed-scale baselines do, by tricubic
+:mod:`csrdmri.core.grid`). Any other grid is reached, as the fixed-scale baselines do, by tricubic
 resampling of that output, so the model trains on the same U(2, 3) pairs as the INR.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from csrdmri.core.resample import resample_torch
 from csrdmri.models import register
 from csrdmri.models.rdn import RDN, conv3, encoder_input
-from csrdmri.resample import resample_torch
 
 
 def pixel_shuffle_3d(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from csrdmri.grid import shape_for_scale
-from csrdmri.resample import resample_torch
+from csrdmri.core.grid import shape_for_scale
+from csrdmri.core.resample import resample_torch
 
 
 class FixedScaleModel(nn.Module):

@@ -1,7 +1,7 @@
 """CSR-dMRI / ArSSR: RDN latent features + an implicit function of [feature, coordinate].
 
 For a query at normalised coordinate ``c`` (``grid_sample(align_corners=False)`` convention of
-:mod:`csrdmri.grid`, over the LR input's field of view), the 128 latent features are sampled
+:mod:`csrdmri.core.grid`, over the LR input's field of view), the 128 latent features are sampled
 trilinearly at ``c`` and concatenated with a coordinate code; an 8-layer ReLU MLP maps them to
 the intensity. The coordinate code is
 
@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csrdmri.grid import dst_grid_normalized, grid_sample_order, normalized, unnormalized
+from csrdmri.core.grid import dst_grid_normalized, grid_sample_order, normalized, unnormalized
+from csrdmri.core.resample import resample_torch
 from csrdmri.models import register
 from csrdmri.models.rdn import RDN, Interior, encoder_input
-from csrdmri.resample import resample_torch
 
 COORDS = ("global", "local")
 #: Queries within this many LR voxels below a half-way point belong to the upper voxel.

@@ -5,7 +5,7 @@ convolution to ``out_channels`` latent features per LR voxel. Padding keeps the 
 feature ``[..., i, j, k]`` belongs to LR voxel ``(i, j, k)``. Receptive field: ``2 + D·C + 2``
 3³ convolutions, i.e. a radius of ``D·C + 4`` LR voxels (28 with the defaults).
 
-On a tile of a larger volume (see :mod:`csrdmri.tiling`), the untiled model does not zero-pad at
+On a tile of a larger volume (see :mod:`csrdmri.inference.tiling`), the untiled model does not zero-pad at
 the tile's sides that lie inside the volume: ``interior`` names them, and each 3³ convolution's
 output loses one voxel on each of them, so that every voxel computed equals the untiled one and
 no work goes into voxels that no later layer needs. The latent map then covers

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from csrdmri.core.resample import resample_torch
 from csrdmri.models import register
-from csrdmri.resample import resample_torch
 
 
 @register("tricubic")

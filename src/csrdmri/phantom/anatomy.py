@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import antialias_sigma
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.templates import Templates
-from csrdmri.preprocess import antialias_sigma
-from csrdmri.resample import resample
 
 #: Control-point grid of the random displacement (about 35 mm apart over an HCP field of view).
 DEFORM_CONTROL = (5, 6, 5)

@@ -20,8 +20,8 @@ import torch
 from dipy.core.gradients import GradientTable
 
 from csrdmri import __version__
-from csrdmri.errors import InputError
-from csrdmri.io import atomic_path
+from csrdmri.core.errors import InputError
+from csrdmri.io.nifti import atomic_path
 from csrdmri.phantom.anatomy import Anatomy, bias_field, texture_field, warp
 from csrdmri.phantom.fibres import Fibres, fibre_orientations
 from csrdmri.phantom.params import PhantomParams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from csrdmri.errors import InputError
+from csrdmri.core.errors import InputError
 
 
 @dataclass(frozen=True)

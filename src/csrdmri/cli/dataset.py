@@ -1,0 +1,185 @@
+"""Commands on one dataset: ``info``, ``upsample``, ``compare``, ``figure``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from csrdmri.cli.app import BvalOpt, BvecOpt, InputArg, app, parse_triplet, user_errors
+from csrdmri.core.errors import InputError
+from csrdmri.weights import DEFAULT_MODEL, shipped
+
+
+@app.command()
+@user_errors
+def info(
+    path: InputArg,
+    bval: BvalOpt = None,
+    bvec: BvecOpt = None,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1w image (default: found in a dataset folder).")
+    ] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the DWI grid.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """Describe a dataset: grid, voxel size, orientation, shells, brain mask, T1w coverage."""
+    from csrdmri.dmri.info import describe, format_facts
+    from csrdmri.io.layout import find_dataset
+
+    facts = describe(find_dataset(path, bval, bvec, t1, mask))
+    typer.echo(json.dumps(facts, indent=2) if as_json else format_facts(facts))
+
+
+@app.command()
+@user_errors
+def upsample(
+    path: InputArg,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output NIfTI (.nii.gz); .bval/.bvec/.json are written beside it."),
+    ],
+    scale: Annotated[
+        str | None, typer.Option(help="Scale factor: one number (2, 2.4) or one per axis (2,2,1).")
+    ] = None,
+    voxel_size: Annotated[
+        str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
+            "or a training run folder."
+        ),
+    ] = DEFAULT_MODEL,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1-weighted image (any grid: resampled by the affines).")
+    ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Brain mask on the DWI grid; default: the dataset's, else median_otsu on the b0."),
+    ] = None,
+    bval: BvalOpt = None,
+    bvec: BvecOpt = None,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
+    ] = "fp32",
+    tile: Annotated[
+        int,
+        typer.Option(
+            help="Largest encoder tile side in input voxels, halo included: a tile holds at most "
+            "N³ voxels (memory vs. speed; must exceed twice the model's receptive radius)."
+        ),
+    ] = 130,
+    chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 16384,
+    margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
+    outside: Annotated[
+        str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
+    ] = "tricubic",
+    adapt_steps: Annotated[
+        int,
+        typer.Option(
+            help="Fine-tune a copy of the model on this scan for N steps first (self-supervised: "
+            "its own patches degraded by the scale; about half a second per step on 2 CPU cores). "
+            "0: off (the default: on two real scans it has not helped yet, docs/results.md)."
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of --adapt-steps (same seed, same output).")] = 0,
+    max_output_gb: Annotated[
+        float,
+        typer.Option(
+            help="Largest output image allowed, GB of float32 (a guard against typos such as "
+            "--scale 20); the same space is needed on disk beside --out while it is computed."
+        ),
+    ] = 64.0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Super-resolve every volume of a DWI series to a new scale or voxel size (field of view kept).
+
+    PATH is a DWI NIfTI (with .bval/.bvec beside it or given), or a BIDS, HCP or FSL-style
+    subject folder. The default model is the CSR-dMRI weights shipped with the package, which
+    need the subject's T1w (--t1, or the one found in a BIDS/HCP folder); for a scan without a
+    T1w, use --model arssr-cpu (shipped, no T1w) or tricubic.
+    """
+    from csrdmri.inference.upsampler import Options
+    from csrdmri.workflows.upsample import upsample_dataset
+
+    result = upsample_dataset(
+        path,
+        out,
+        scale=parse_triplet(scale, "--scale"),
+        voxel_size=parse_triplet(voxel_size, "--voxel-size"),
+        model=model,
+        t1=t1,
+        mask=mask,
+        bval=bval,
+        bvec=bvec,
+        options=Options(device, precision, tile, chunk, margin, outside),
+        adapt_steps=adapt_steps,
+        seed=seed,
+        max_output_gb=max_output_gb,
+        force=force,
+    )
+    shape = " × ".join(map(str, result.grid.shape))
+    zooms = " × ".join(f"{z:.4g}" for z in result.grid.zooms)
+    typer.echo(f"wrote {result.out}: {shape} × {result.volumes} volumes, voxel {zooms} mm ({model})")
+
+
+@app.command()
+@user_errors
+def compare(
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="4D NIfTI series over the same field of view, as PATH or LABEL=PATH; coarser ones "
+            "are shown with their own voxels.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    volume: Annotated[int, typer.Option(help="Volume to show (0-based index).")] = 1,
+    truth: Annotated[
+        Path | None, typer.Option(help="Reference series: shown last, with |error| maps of the others.")
+    ] = None,
+    height: Annotated[float, typer.Option(help="Axial slice, as a fraction of the height (0-1).")] = 0.5,
+) -> None:
+    """Draw one axial slice of several series side by side (e.g. input, tricubic, CSR-dMRI)."""
+    from csrdmri.evaluation.figures import comparison
+
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out} must be a .png file")
+    if not 0.0 <= height <= 1.0:
+        raise InputError(f"--height must lie between 0 and 1, got {height}")
+    series = {}
+    for item in images:
+        label, _, path = item.rpartition("=")
+        series[label or Path(path).name.split(".nii")[0]] = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"wrote {comparison(series, out, volume, truth, height)}")
+
+
+@app.command()
+@user_errors
+def figure(
+    path: InputArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    slice_z: Annotated[
+        int | None, typer.Option("--slice", help="Axial slice index (default: mid-brain).")
+    ] = None,
+    bval: BvalOpt = None,
+    bvec: BvecOpt = None,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1w image (default: found in a dataset folder).")
+    ] = None,
+) -> None:
+    """Draw an axial slice of the T1w, mean b0, one DWI and the DTI FA map of a dataset."""
+    from csrdmri.evaluation.figures import overview
+    from csrdmri.io.layout import find_dataset
+
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out} must be a .png file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"wrote {overview(find_dataset(path, bval, bvec, t1), out, slice_z)}")

@@ -1,0 +1,107 @@
+"""A DWI series prepared for the models, once: brain mask, mean b0, the shell, T1w on its grid.
+
+Every user of the models — ``csrdmri upsample``, training caches, both evaluation protocols,
+the demo and the figures — builds its normalisation from one :class:`PreparedScan`, so the
+recipe (mean b0 → signal-void floor → reciprocal inside the brain → shell → T1w on the DWI
+grid) has one home. Units as :mod:`csrdmri.dmri.preprocess`: S/S0 is a fraction of the mean b0,
+the T1w is normalised to ~[0, 1] inside the brain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from dipy.core.gradients import GradientTable
+from scipy import ndimage
+
+from csrdmri.core.errors import about
+from csrdmri.dmri.preprocess import (
+    DEFAULT_SHELL,
+    b0_floor,
+    b0_reciprocal,
+    mean_b0,
+    series_mask,
+    shell_indices,
+    t1_on_dwi_grid,
+)
+from csrdmri.io.layout import DatasetPaths
+from csrdmri.io.nifti import DWISeries
+
+#: What the sidecar says of a mask found from the data rather than read from a file.
+FOUND_MASK = "median_otsu on the mean b0"
+
+
+@dataclass
+class PreparedScan:
+    """A series with everything the models need to read it, computed once.
+
+    Attributes
+    ----------
+    series : DWISeries
+        The data (X, Y, Z, V) in the scanner's units, with its affine, b-table and paths.
+    mask : ndarray of bool, shape (X, Y, Z)
+        Brain mask on the DWI grid (the given or the dataset's, else ``median_otsu``).
+    b0 : ndarray, shape (X, Y, Z), float32
+        Mean of the b0 volumes.
+    floor : float
+        Mean-b0 value below which the signal counts as void (:func:`b0_floor` of the brain).
+    shell : ndarray of int, shape (K,)
+        Indices of the volumes of the models' shell (b = ``DEFAULT_SHELL`` ± tolerance).
+    t1 : ndarray, shape (X, Y, Z), float32, or None
+        The T1w resampled onto the DWI grid by the affines and normalised inside the brain.
+    provenance : dict
+        Where the mask and the T1w came from (``"mask"``, ``"t1w"``), for sidecars and reports.
+    """
+
+    series: DWISeries
+    mask: np.ndarray
+    b0: np.ndarray
+    floor: float
+    shell: np.ndarray
+    t1: np.ndarray | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def prepare(
+        cls,
+        series: DWISeries,
+        mask: str | Path | None = None,
+        t1: str | Path | None = None,
+        shell: float = DEFAULT_SHELL,
+    ) -> PreparedScan:
+        """Prepare ``series``: brain mask (file ``mask``, else the dataset's, else found from the
+        mean b0), the volumes of ``shell`` (s/mm²), mean b0 and its floor, and the T1w file ``t1``
+        (none when None) on the DWI grid. Refuses a series without that shell or whose mean b0
+        is void in most of the brain, and a T1w that does not overlap the brain."""
+        brain = series_mask(series, mask)
+        with about(series.paths.dwi):
+            indices = shell_indices(series.gtab, shell)
+            b0 = mean_b0(series)
+            floor = b0_floor(b0, brain)
+        t1_grid = t1_on_dwi_grid(t1, series, brain) if t1 is not None else None
+        mask_path = mask or series.paths.mask
+        provenance = {"mask": str(mask_path) if mask_path else FOUND_MASK, "t1w": str(t1) if t1 else None}
+        return cls(series, brain, b0, floor, indices, t1_grid, provenance)
+
+    @property
+    def gtab(self) -> GradientTable:
+        return self.series.gtab
+
+    @property
+    def paths(self) -> DatasetPaths:
+        return self.series.paths
+
+    def region(self, margin: int = 0) -> np.ndarray:
+        """The brain mask dilated by ``margin`` voxels (bool, (X, Y, Z))."""
+        return ndimage.binary_dilation(self.mask, iterations=margin) if margin else self.mask
+
+    def reciprocal(self, margin: int = 0) -> np.ndarray:
+        """``1 / S0`` in the brain dilated by ``margin`` voxels where the mean b0 is above the
+        brain's floor, 0 elsewhere (float32, (X, Y, Z)): the factor that turns a DWI into S/S0."""
+        return b0_reciprocal(self.b0, self.region(margin), floor=self.floor)
+
+    def ratio(self, volumes: np.ndarray, margin: int = 0) -> np.ndarray:
+        """S/S0 of ``volumes`` (indices into the series): float32, shape (X, Y, Z, K)."""
+        return self.series.data[..., volumes] * self.reciprocal(margin)[..., None]

@@ -1,0 +1,213 @@
+"""What an evaluation asks for (:class:`EvaluationRequest`), and running its protocols into
+:class:`EvaluationResults`: the paper's patch protocol on a cohort split
+(:mod:`csrdmri.evaluation.patch_protocol`), whole held-out volumes of that split and real scans
+degraded then super-resolved back (:mod:`csrdmri.evaluation.volume_protocol`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from csrdmri.core.errors import InputError
+from csrdmri.evaluation.patch_protocol import Method, Scores, cohort_split, paper_protocol
+from csrdmri.evaluation.volume_protocol import VolumeCase, subset_series, volume_protocol
+from csrdmri.inference.upsampler import Options
+from csrdmri.io.layout import DatasetPaths, find_dataset
+from csrdmri.io.nifti import load_dwi
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationRequest:
+    """An evaluation: which methods, on which data, with which protocol settings, written where.
+
+    Parameters
+    ----------
+    methods
+        Methods under evaluation by label (:func:`csrdmri.evaluation.patch_protocol.parse_methods`).
+    cohort
+        Cohort folder (``cohort.json``) for the patch and whole-volume protocols, or None.
+    scales
+        Scale factors of the paper's patch protocol.
+    patches
+        40³ patches per subject of the split.
+    seed
+        Seed of the patch positions and volumes.
+    split
+        Cohort split evaluated.
+    volume_subjects
+        The first this many subjects of the split are also evaluated as whole volumes.
+    volume_scales
+        Scale factors of the whole-volume protocol.
+    directions
+        b ≈ 1000 volumes kept per whole volume or real scan (None: all).
+    real
+        Real scans (dataset folders, or folders of them) for the degradation-based protocol.
+    real_scales
+        Scale factors of the real-scan protocol.
+    options
+        How models run over whole volumes and real scans (device, precision, tiles); the patch
+        protocol runs on the CPU.
+    out
+        Report folder (``report.md``, ``results.json``, ``figures/``), or None to write nothing.
+    command
+        The command line recorded in the report.
+    """
+
+    methods: dict[str, Method]
+    cohort: Path | None = None
+    scales: Sequence[float] = (2.0, 3.0, 4.0, 2.4)
+    patches: int = 9
+    seed: int = 0
+    split: str = "test"
+    volume_subjects: int = 1
+    volume_scales: Sequence[float] = (2.0,)
+    directions: int | None = 30
+    real: Sequence[Path] = ()
+    real_scales: Sequence[float] = (2.0, 2.4)
+    options: Options = field(default_factory=Options)
+    out: Path | None = None
+    command: str = "csrdmri evaluate"
+
+    def __post_init__(self) -> None:
+        if self.cohort is None and not self.real:
+            raise InputError("nothing to evaluate: give a cohort, real scans or both", "data")
+        for name in ("scales", "volume_scales", "real_scales"):
+            values = getattr(self, name)
+            if not values or min(values) <= 1:
+                raise InputError(f"{name.replace('_', ' ')} must all be > 1, got {list(values)}", name)
+        if self.patches < 1:
+            raise InputError(f"patches per subject must be positive, got {self.patches}", "patches")
+        if self.volume_subjects < 0:
+            raise InputError(
+                f"whole-volume subjects must not be negative, got {self.volume_subjects}", "volume_subjects"
+            )
+        if self.directions is not None and self.directions < 0:
+            raise InputError(f"directions must not be negative, got {self.directions}", "directions")
+
+
+@dataclass
+class EvaluationResults:
+    """What the protocols of an :class:`EvaluationRequest` measured."""
+
+    methods: dict[str, Method]
+    patch: dict[str, dict[float, Scores]]  # method -> scale -> scores (empty without a cohort)
+    examples: dict[float, dict[str, np.ndarray]]  # scale -> the first patch: HR, LR, each method
+    volume_cases: list[VolumeCase]  # whole held-out volumes of the cohort split
+    real_cases: list[VolumeCase]  # real scans, degradation-based
+    data_label: str  # the data the patch protocol measured, as the tables name it
+    protocol: dict  # the settings, as results.json records them
+
+    @property
+    def case_groups(self) -> dict[str, list[VolumeCase]]:
+        """The whole-volume cases by kind, in report order: ``volume`` then ``real``."""
+        return {"volume": self.volume_cases, "real": self.real_cases}
+
+
+def real_datasets(paths: Sequence[Path]) -> dict[str, DatasetPaths]:
+    """Scan name -> files, for each path that is a dataset, or each dataset folder inside one."""
+    found: dict[str, DatasetPaths] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise InputError(f"real scan folder not found: {path}")
+        try:
+            found[path.name.split(".nii")[0]] = find_dataset(path)
+            continue
+        except InputError:
+            if not path.is_dir():
+                raise
+        inside = {}
+        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+            try:
+                inside[sub.name] = find_dataset(sub)
+            except InputError:
+                continue
+        if not inside:
+            raise InputError(f"{path} is neither a dMRI dataset nor a folder of dMRI datasets")
+        found.update(inside)
+    return found
+
+
+def _protocol_record(
+    request: EvaluationRequest, volume_names: list[str], scans: dict[str, DatasetPaths]
+) -> dict:
+    return {
+        "data": str(request.cohort) if request.cohort is not None else None,
+        "split": request.split,
+        "scales": list(request.scales),
+        "patches_per_subject": request.patches,
+        "seed": request.seed,
+        "volume_subjects": volume_names,
+        "volume_scales": list(request.volume_scales),
+        "directions": request.directions,
+        "real": {name: str(paths.dwi) for name, paths in scans.items()},
+        "real_scales": list(request.real_scales),
+    }
+
+
+def _volume_cases(
+    request: EvaluationRequest,
+    datasets: dict[str, DatasetPaths],
+    scales: Sequence[float],
+    progress: Callable[[str], None],
+) -> list[VolumeCase]:
+    cases: list[VolumeCase] = []
+    for name, paths in datasets.items():
+        series = subset_series(load_dwi(paths), request.directions)
+        cases += volume_protocol(name, series, request.methods, list(scales), request.options, progress)
+    return cases
+
+
+def run_protocols(request: EvaluationRequest) -> EvaluationResults:
+    """Run the paper protocol and the first ``volume_subjects`` subjects' whole-volume protocol
+    on the ``split`` of the cohort (if any), and the degradation-based protocol on the real
+    scans, with a progress bar (one step per subject and per method on each volume and scale).
+
+    Raises
+    ------
+    InputError
+        When a cohort, split or real scan is missing or malformed, or a method would be
+        evaluated on a subject that trained or selected it.
+    """
+    cohort = request.cohort
+    subjects = cohort_split(cohort, request.split) if cohort is not None else []
+    scans = real_datasets(request.real)
+    volume_names = subjects[: request.volume_subjects]
+    volumes = {name: find_dataset(Path(cohort) / name) for name in volume_names}
+    units = len(subjects) + len(request.methods) * (
+        len(volume_names) * len(request.volume_scales) + len(scans) * len(request.real_scales)
+    )
+    patch: dict[str, dict[float, Scores]] = {}
+    examples: dict[float, dict[str, np.ndarray]] = {}
+    with tqdm(total=units, desc="evaluating", unit="step", disable=None) as bar:
+
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update()
+
+        if cohort is not None:
+            patch = paper_protocol(
+                cohort,
+                request.methods,
+                request.scales,
+                request.patches,
+                request.seed,
+                request.split,
+                progress,
+                examples,
+            )
+        volume_cases = _volume_cases(request, volumes, request.volume_scales, progress)
+        real_cases = _volume_cases(request, scans, request.real_scales, progress)
+    plural = "s" if len(subjects) != 1 else ""
+    return EvaluationResults(
+        methods=request.methods,
+        patch=patch,
+        examples=examples,
+        volume_cases=volume_cases,
+        real_cases=real_cases,
+        data_label=f"phantom ({request.split}, {len(subjects)} subject{plural} × {request.patches} patches)",
+        protocol=_protocol_record(request, volume_names, scans),
+    )

@@ -1,0 +1,203 @@
+"""Whole-volume evaluation (beyond the paper): degrade a whole series, super-resolve it back.
+
+For a dataset taken as the high-resolution truth (a phantom test subject, or a real scan —
+then this is a *degradation-based* evaluation: the acquired data play the truth):
+
+1. every volume is downsampled tricubically by the scale ``s`` to ``round(N / s)`` voxels per
+   axis over the same field of view (:mod:`csrdmri.core.grid`), as training pairs are made;
+2. each method super-resolves the LR series back onto the truth's grid through the
+   ``csrdmri upsample`` machinery (:func:`csrdmri.inference.series.upsample_series`): brain mask and T1w
+   found from the LR data as a user's run would (median_otsu on the LR mean b0; the T1w file
+   resampled onto the LR grid by the affines), b0 volumes tricubic;
+3. scores inside the truth's brain mask, per b ≈ 1000 volume: PSNR and SSIM of S/S0, each
+   series divided by its *own* mean b0 (what a tensor fit of the output sees; the truth by its
+   own too);
+4. DTI (DIPY) of the truth and of each output over the same volumes: FA and MD errors, and
+   the principal-direction angle in white matter (:mod:`csrdmri.dmri.dti`).
+
+``directions`` keeps only that many b ≈ 1000 volumes, chosen spread over the sphere
+(:func:`spread_directions`), so that whole-volume runs on 2 CPU cores stay affordable while the
+tensor fit stays well conditioned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from dipy.core.gradients import GradientTable, gradient_table
+
+from csrdmri.core.errors import InputError
+from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
+from csrdmri.core.metrics import psnr, ssim
+from csrdmri.core.resample import resample
+from csrdmri.dmri.dti import TensorMaps, dti_errors, tensor_maps
+from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shell_indices
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.evaluation.patch_protocol import Method, refuse_seen
+from csrdmri.inference.series import upsample_series
+from csrdmri.inference.upsampler import Options
+from csrdmri.io.nifti import DWISeries
+
+#: Fewest b ≈ 1000 directions a tensor fit gets (6 unknowns of the tensor).
+MIN_DIRECTIONS = 6
+
+
+def spread_directions(bvecs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` of the unit vectors ``bvecs`` (n, 3), spread over the sphere.
+
+    Greedy farthest-point selection with antipodal symmetry (±g is the same diffusion
+    direction), starting from the first vector; deterministic. All indices when ``k ≥ n``.
+    """
+    n = len(bvecs)
+    if k >= n:
+        return np.arange(n)
+    chosen = [0]
+    closeness = np.abs(bvecs @ bvecs[0])  # |cos| to the nearest chosen direction
+    for _ in range(k - 1):
+        chosen.append(int(np.argmin(closeness)))
+        closeness = np.maximum(closeness, np.abs(bvecs @ bvecs[chosen[-1]]))
+    return np.sort(np.asarray(chosen))
+
+
+def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
+    """The b0 volumes and ``directions`` spread b ≈ 1000 volumes (all when None), in order."""
+    b0s, shell = b0_indices(series.gtab), shell_indices(series.gtab)
+    if directions is not None:
+        if directions < MIN_DIRECTIONS:
+            raise InputError(f"a tensor fit needs at least {MIN_DIRECTIONS} directions, got {directions}")
+        shell = shell[spread_directions(series.gtab.bvecs[shell], directions)]
+    keep = np.sort(np.concatenate([b0s, shell]))
+    gtab = gradient_table(
+        series.gtab.bvals[keep], bvecs=series.gtab.bvecs[keep], b0_threshold=series.gtab.b0_threshold
+    )
+    return replace(series, data=series.data[..., keep], gtab=gtab)
+
+
+def degrade_series(series: DWISeries, scale: float) -> tuple[DWISeries, TargetGrid]:
+    """The LR series (every volume tricubically downsampled by ``scale``, same field of view,
+    no mask file: the mask is found from the LR data) and the grid that leads back to the
+    truth's."""
+    lr_shape = shape_for_scale(series.shape, 1.0 / scale)
+    lr_affine = resampled_affine(series.affine, series.shape, lr_shape)
+    data = np.stack(
+        [np.maximum(resample(series.data[..., v], lr_shape), 0) for v in range(series.data.shape[3])],
+        axis=-1,
+    ).astype(np.float32)
+    lr = replace(series, data=data, affine=lr_affine, paths=replace(series.paths, mask=None))
+    return lr, TargetGrid(lr_shape, series.shape, resampled_affine(lr_affine, lr_shape, series.shape))
+
+
+def own_ratio(data: np.ndarray, b0s: np.ndarray, volumes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """S/S0 (X, Y, Z, K) of ``volumes`` of ``data`` divided by its own mean b0 inside ``mask``."""
+    reciprocal = b0_reciprocal(data[..., b0s].mean(axis=-1), mask)
+    return data[..., volumes] * reciprocal[..., None]
+
+
+@dataclass
+class VolumeScores:
+    """One method on one dataset at one scale."""
+
+    psnr: list[float]  # per b ≈ 1000 volume, dB
+    ssim: list[float]
+    dti: dict[str, float]  # csrdmri.dmri.dti.dti_errors
+    fa: np.ndarray  # FA map (X, Y, Z), for figures
+    example: np.ndarray  # S/S0 of the first b ≈ 1000 volume (X, Y, Z), for figures
+
+    def summary(self) -> dict:
+        return {
+            "psnr_mean": float(np.mean(self.psnr)),
+            "psnr_std": float(np.std(self.psnr)),
+            "ssim_mean": float(np.mean(self.ssim)),
+            "ssim_std": float(np.std(self.ssim)),
+            "volumes": len(self.psnr),
+            **self.dti,
+        }
+
+
+@dataclass
+class VolumeCase:
+    """A dataset at one scale: the truth, its LR version, and every method's scores."""
+
+    dataset: str
+    scale: float
+    lr_shape: tuple[int, int, int]
+    hr_shape: tuple[int, int, int]
+    truth: np.ndarray  # S/S0 of the first b ≈ 1000 volume (X, Y, Z)
+    truth_fa: np.ndarray
+    lr: np.ndarray  # the LR S/S0 of that volume (its own grid)
+    mask: np.ndarray
+    methods: dict[str, VolumeScores] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it could not run
+
+
+def volume_protocol(
+    dataset: str,
+    series: DWISeries,
+    methods: dict[str, Method],
+    scales: list[float],
+    options: Options | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[VolumeCase]:
+    """Score each method (by label) on ``series`` as the truth
+    at each scale; methods needing a T1w are skipped (and said so) when the dataset has none.
+    A dataset that trained or selected one of the methods is refused."""
+    refuse_seen(series.paths, methods)
+    options = options or Options()
+    truth_scan = PreparedScan.prepare(series)
+    b0s, volumes = b0_indices(series.gtab), truth_scan.shell
+    truth = truth_scan.ratio(volumes)
+    truth_maps = tensor_maps(series.data, series.gtab, truth_scan.mask)
+    cases = []
+    for scale in scales:
+        lr, grid = degrade_series(series, scale)
+        needs_t1 = series.paths.t1 is not None and any(m.at(scale).uses_t1 for m in methods.values())
+        scan = PreparedScan.prepare(lr, t1=series.paths.t1 if needs_t1 else None)
+        case = VolumeCase(
+            dataset,
+            scale,
+            lr.shape,
+            series.shape,
+            truth[..., 0],
+            truth_maps.fa,
+            scan.ratio(volumes[:1])[..., 0],
+            truth_scan.mask,
+        )
+        for label, method in methods.items():
+            up = method.at(scale)
+            if up.uses_t1 and scan.t1 is None:
+                case.skipped[label] = "needs a T1w; the dataset has none"
+                if progress:
+                    progress(f"{dataset} {scale:g}× {label} (skipped)")
+                continue
+            out = np.empty((*series.shape, series.data.shape[3]), np.float32)
+            upsample_series(lr, grid, up, out, scan, options)
+            mask = truth_scan.mask
+            case.methods[label] = score_volume(out, series.gtab, truth, truth_maps, b0s, volumes, mask)
+            if progress:
+                progress(f"{dataset} {scale:g}× {label}")
+        cases.append(case)
+    return cases
+
+
+def score_volume(
+    out: np.ndarray,
+    gtab: GradientTable,
+    truth: np.ndarray,
+    truth_maps: TensorMaps,
+    b0s: np.ndarray,
+    volumes: np.ndarray,
+    mask: np.ndarray,
+) -> VolumeScores:
+    """One method's output (X, Y, Z, V) against the truth's S/S0 (X, Y, Z, K) of ``volumes``
+    and tensor maps, the output divided by its own mean b0 (of ``b0s``), inside ``mask``."""
+    estimate = own_ratio(out, b0s, volumes, mask)
+    maps = tensor_maps(out, gtab, mask)
+    return VolumeScores(
+        [psnr(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
+        [ssim(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
+        dti_errors(truth_maps, maps),
+        maps.fa,
+        estimate[..., 0],
+    )

@@ -1,0 +1,150 @@
+"""Writing a super-resolved series: output checks, a bounded-memory working file, the result
+with its unchanged b-table and a JSON sidecar (all atomic)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from csrdmri import __version__
+from csrdmri.core.errors import InputError
+from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.series import upsample_series
+from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
+from csrdmri.io.layout import nifti_stem
+from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
+
+
+def upsample_to_file(
+    series: DWISeries,
+    grid: TargetGrid,
+    up: Upsampler,
+    out: Path,
+    scan: PreparedScan | None = None,
+    options: Options = DEFAULT_OPTIONS,
+) -> None:
+    """:func:`upsample_series` into a memory map of an unnamed file beside ``out`` (memory stays
+    bounded whatever the series' length; its folder is created), then :func:`write_result`."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {out.parent}: {exc.strerror}", "out") from None
+    shape = (*grid.shape, series.data.shape[3])
+    with working_file(out.parent, int(np.prod(shape)) * 4) as handle:
+        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
+        upsample_series(series, grid, up, data, scan, options)
+        write_result(out, data, grid, series, up, scan, options)
+        del data
+
+
+@contextlib.contextmanager
+def working_file(folder: Path, size: int) -> Iterator[BinaryIO]:
+    """An unnamed file of ``size`` bytes in ``folder``, its disk space reserved up front.
+
+    Unnamed (unlinked at once, ``O_TMPFILE`` on Linux), so nothing is left behind even when the
+    process is killed; reserved, so a full disk is a clear error now rather than a crash
+    (SIGBUS) when a memory map of it is written later.
+    """
+    try:
+        handle = tempfile.TemporaryFile(dir=folder, prefix=".csrdmri-")
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            else:  # macOS, Windows: no reservation, the file is only extended
+                handle.truncate(size)
+        except OSError as exc:
+            raise InputError(
+                f"not enough free disk in {folder} for the output's working copy "
+                f"({size / 1e9:.1f} GB): {exc.strerror or exc}"
+            ) from None
+        yield handle
+
+
+def check_size(grid: TargetGrid, volumes: int, max_gb: float) -> None:
+    """Refuse an output image larger than ``max_gb`` GB of float32 (a guard against typos)."""
+    size = int(np.prod(grid.shape)) * volumes * 4
+    if size > max_gb * 1e9:
+        shape = " × ".join(map(str, grid.shape))
+        raise InputError(
+            f"the output would be {size / 1e9:.1f} GB ({shape} × {volumes} volumes of float32), "
+            f"over the {max_gb:g} GB limit: raise the limit if that is intended",
+            "max_output_gb",
+        )
+
+
+def output_paths(out: Path) -> list[Path]:
+    """All files ``csrdmri upsample`` writes for ``out``: image, .bval, .bvec, .json sidecar."""
+    return [out, *gradient_paths(out), out.with_name(nifti_stem(out) + ".json")]
+
+
+def check_output(out: str | Path, force: bool) -> Path:
+    """Validate an output path before any input is read: a NIfTI name, no earlier output
+    (unless ``force``), and a folder that exists or can be created under a writable one (it is
+    created only when the result is written, so a refused input leaves nothing behind)."""
+    out = Path(out)
+    if not out.name.endswith((".nii.gz", ".nii")):
+        raise InputError(f"output {out} must end in .nii.gz or .nii", "out")
+    existing = [p for p in output_paths(out) if p.exists()]
+    if existing and not force:
+        raise InputError(f"output {existing[0]} already exists; overwriting must be asked for", "force")
+    folder = out.parent.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        problem = "not a folder" if not folder.is_dir() else "permission denied"
+        where = "" if folder == out.parent.absolute() else f" (in {folder})"
+        raise InputError(f"cannot write to {out.parent}: {problem}{where}", "out")
+    return out
+
+
+def write_result(
+    out: Path,
+    data: np.ndarray,
+    grid: TargetGrid,
+    series: DWISeries,
+    up: Upsampler,
+    scan: PreparedScan | None = None,
+    options: Options = DEFAULT_OPTIONS,
+) -> None:
+    """Write image, unchanged b-table and a JSON sidecar (all atomically)."""
+    save_nifti(out, data, grid.affine, template=series.header)
+    save_gradients(out, series.gtab)
+    sidecar = {
+        "csrdmri_version": __version__,
+        "model": up.name,
+        "input": str(series.paths.dwi),
+        "input_shape": list(series.shape),
+        "input_voxel_size_mm": [round(z, 6) for z in series.zooms],
+        "output_shape": list(grid.shape),
+        "scale": [round(s, 6) for s in grid.scales],
+        "voxel_size_mm": [round(z, 6) for z in grid.zooms],
+        "command": " ".join(sys.argv),
+    }
+    if up.model is not None:
+        sidecar.update(
+            checkpoint=str(up.checkpoint),
+            model_config=up.meta.get("model"),
+            t1w=scan.provenance["t1w"] if up.uses_t1 else None,
+            model_volumes=scan.shell.tolist(),
+            outside_mask=options.outside,
+            mask=scan.provenance["mask"],
+            mask_margin_voxels=options.margin,
+            adapt_steps=up.adapt_steps,
+            adapt_seed=up.seed if up.adapt_steps else None,
+            device=options.device,
+            precision=options.precision,
+        )
+    with atomic_path(output_paths(out)[3]) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2) + "\n")

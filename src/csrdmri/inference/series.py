@@ -1,0 +1,144 @@
+"""Whole-series super-resolution onto a target grid, and writing the result with its metadata.
+
+Per volume, in the input's intensity units:
+
+* **b0 volumes** are upsampled tricubically: the models are trained on b ≈ 1000 volumes divided
+  by the mean b0 (S/S0), and a b0 divided by the mean b0 carries no structure to learn from.
+* **diffusion-weighted volumes of other shells** (b not within 1000 ± 100 s/mm²) are upsampled
+  tricubically too, with a warning: the models never saw them. A series without any
+  b ≈ 1000 volume is refused when a model is asked for.
+* **b ≈ 1000 volumes** are divided by the mean b0 inside the (dilated) brain mask, as
+  in training; the model predicts S/S0 on the HR grid, and its correction of the tricubic
+  S/S0 (prediction − tricubic S/S0), multiplied by the mean b0 upsampled tricubically, is added
+  to the tricubic upsampling of the volume. Multiplying the prediction itself by the upsampled
+  b0 instead would carry the b0's interpolation error (largest at CSF borders, where b0 and
+  S/S0 change in opposite directions) into every DWI. The model is decoded only inside the
+  mask; outside it the output is the tricubic upsampling (``outside="tricubic"``, so there is
+  no seam at the mask's edge) or 0 (``outside="zero"``).
+
+Every output is clipped at 0 (magnitude data).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from csrdmri.core.errors import InputError
+from csrdmri.core.grid import TargetGrid
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import DEFAULT_SHELL
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.adapt import spread
+from csrdmri.inference.tiling import Box, as_input, predict_tiles
+from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
+from csrdmri.io.nifti import DWISeries
+
+log = logging.getLogger(__name__)
+
+#: HR planes (first axis) resampled at once when writing the tricubic part of an output volume.
+SLAB = 16
+
+
+def model_predictions(
+    up: Upsampler,
+    x: np.ndarray,
+    t1: np.ndarray | None,
+    shape: tuple[int, ...],
+    where: np.ndarray,
+    options: Options,
+) -> Iterator[tuple[Box, np.ndarray, np.ndarray]]:
+    """The model's S/S0 prediction on the HR grid ``shape`` at the voxels of ``where``, block by
+    block, as :func:`csrdmri.inference.tiling.predict_tiles` yields it."""
+    model = up.model
+    if hasattr(model, "decode"):
+        if getattr(model, "coord", "local") == "global":
+            # Coordinates relative to the input patch: run it on patches of its training size.
+            size = int(up.meta.get("training", {}).get("lr_size", 10))
+            tile, halo, side = size, 0, size
+        else:
+            tile, halo, side = options.tile, None, None
+        yield from predict_tiles(
+            model,
+            x,
+            t1,
+            shape,
+            where,
+            tile=tile,
+            halo=halo,
+            chunk=options.chunk,
+            device=options.device,
+            precision=options.precision,
+            side=side,
+        )
+        return
+    # Fixed-scale baselines run on the whole volume at once.
+    with torch.no_grad():
+        pred = model.to(options.device)(as_input(x, options.device), as_input(t1, options.device), shape)
+    yield tuple(slice(0, n) for n in shape), where, pred[0, 0].float().cpu().numpy()[where]
+
+
+def upsample_series(
+    series: DWISeries,
+    grid: TargetGrid,
+    up: Upsampler,
+    out: np.ndarray,
+    scan: PreparedScan | None = None,
+    options: Options = DEFAULT_OPTIONS,
+) -> None:
+    """Super-resolve every volume of ``series`` onto ``grid`` into ``out``.
+
+    Parameters
+    ----------
+    out : ndarray, shape (*grid.shape, V), float32
+        Filled volume by volume, in slabs and model blocks: no whole output volume is held in
+        memory besides ``out`` (a memory map keeps that bounded too).
+    scan : PreparedScan
+        ``series`` prepared (brain mask, mean b0, shell, and the T1w for models that use one):
+        needed by models, not by tricubic.
+    """
+    weighted: set[int] = set()  # the volumes the model corrects
+    if up.model is not None:
+        if scan is None or scan.series is not series:
+            raise ValueError("a model needs the series prepared (PreparedScan of the same series)")
+        if up.uses_t1 and scan.t1 is None:
+            raise InputError(f"model {up.name} uses a T1w, and none was given (or use a model without T1w)")
+        weighted = set(scan.shell.tolist())
+        others = int((~series.gtab.b0s_mask).sum()) - len(weighted)
+        if others:
+            log.warning(
+                "%d diffusion-weighted volumes are not at b ≈ %g s/mm² (the models' shell): "
+                "they are upsampled tricubically",
+                others,
+                DEFAULT_SHELL,
+            )
+        reciprocal = scan.reciprocal(options.margin)
+        t1 = scan.t1 if up.uses_t1 else None
+        if up.adapt_steps:
+            own = np.stack([series.data[..., v] * reciprocal for v in spread(sorted(weighted))])
+            up = up.adapted(own.astype(np.float16), t1, scan.mask, float(np.mean(grid.scales)))
+        # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
+        where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
+    for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
+        volume = series.data[..., v]
+        corrected = v in weighted
+        for start in range(0, grid.shape[0], SLAB):
+            slab = (slice(start, start + SLAB), slice(None), slice(None))
+            result = resample(volume, grid.shape, box=slab)
+            if up.model is not None and options.outside == "zero":
+                result[~where[slab]] = 0.0
+            clipped = np.maximum(result, 0.0)
+            # Voxels the model corrects are clipped after their correction.
+            out[(*slab, v)] = np.where(where[slab], result, clipped) if corrected else clipped
+        if corrected:
+            x = volume * reciprocal
+            for box, selected, prediction in model_predictions(up, x, t1, grid.shape, where, options):
+                # The model's correction of tricubic, brought back to the input's units.
+                ratio = resample(x, grid.shape, box=box)[selected]
+                s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
+                block = out[(*box, v)]  # a view: writes go to ``out``
+                block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)

@@ -1,0 +1,123 @@
+"""Checkpoints: one safetensors file holding weights, optimizer state and RNG state, with the
+configuration (and the learning-rate scheduler's state) as validated JSON in its metadata.
+Nothing is ever unpickled.
+
+Writing is atomic (temporary file + rename), so a crash while saving leaves the previous
+checkpoint intact, and weights and configuration can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from csrdmri import __version__
+from csrdmri.core.errors import InputError, about
+from csrdmri.io.nifti import atomic_path
+from csrdmri.models import build_model
+from csrdmri.weights import shipped
+
+FORMAT = "csrdmri-checkpoint-1"
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    meta: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> None:
+    """Write ``model`` (+ optimizer and torch RNG state, + the scheduler's state: plain numbers,
+    kept in the metadata) and ``meta`` (must hold ``"model"``, the model config) to ``path``
+    atomically."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {**meta, "format": FORMAT, "csrdmri_version": __version__}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for index, values in state["state"].items():
+            for key, value in values.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+        meta["optimizer_groups"] = state["param_groups"]
+        tensors["rng.torch"] = torch.get_rng_state()
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"csrdmri": json.dumps(meta)})
+
+
+def read_meta(path: str | Path) -> dict:
+    """The validated JSON metadata of a checkpoint (no tensors are read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    if path.suffix != ".safetensors":
+        raise InputError(f"{path}: only .safetensors checkpoints are loaded (pickled files are refused)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
+    try:
+        meta = json.loads(metadata["csrdmri"])
+    except (KeyError, json.JSONDecodeError):
+        raise InputError(f"{path} has no csrdmri configuration in its metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
+        raise InputError(f"{path} is not a csrdmri checkpoint of format {FORMAT}")
+    return meta
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Build the model a checkpoint describes and load its weights (strictly)."""
+    meta = read_meta(path)
+    with about(path):
+        model = build_model(meta["model"])
+    tensors = load_file(str(path))
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0]  # the first mismatch, not the heading
+        raise InputError(f"{path}: weights do not match the configured architecture ({first})") from None
+    return model, meta
+
+
+def load_training_state(
+    path: str | Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> bool:
+    """Restore optimizer state and the torch RNG (and ``scheduler``'s state, if given) from a
+    checkpoint written with an optimizer (and scheduler). Returns whether the checkpoint held a
+    scheduler state to restore (older checkpoints do not)."""
+    meta = read_meta(path)
+    tensors = load_file(str(path))
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    if scheduler is None or "scheduler" not in meta:
+        return False
+    scheduler.load_state_dict(meta["scheduler"])
+    return True
+
+
+def find_checkpoint(name: str | Path) -> Path:
+    """A shipped model's name, a ``.safetensors`` checkpoint, or a run folder (its best, else
+    its last checkpoint) -> the checkpoint's path."""
+    path = shipped().get(str(name), Path(name))
+    if path.is_dir():
+        candidates = [path / "best.safetensors", path / "last.safetensors"]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    if not path.exists():
+        names = ", ".join(["tricubic", *shipped()])
+        raise InputError(f"unknown model {str(name)!r}: not one of {names}, a checkpoint or a run folder")
+    return path
