@@ -372,7 +372,8 @@ for _name, (_values, _fragments) in CONFIG_CASES.items():
 
 @case
 def train_weights_not_one_per_source(scan):
-    return ["train", "--data", scan, "--out", "run", "--weights", "1,2"], ("2 sampling weights", "1 --data")
+    fragments = ("2 sampling weights", "1 data source", "--weights")
+    return ["train", "--data", scan, "--out", "run", "--weights", "1,2"], fragments
 
 
 @case
@@ -384,7 +385,7 @@ def train_weights_not_numbers(scan):
 @case
 def train_init_of_another_model(scan):
     # arssr-cpu has no T1w input: not the csr-dmri the cpu preset trains.
-    return ["train", "--data", scan, "--out", "run", "--init", "arssr-cpu"], ("--init arssr-cpu", "use_t1")
+    return ["train", "--data", scan, "--out", "run", "--init", "arssr-cpu"], ("arssr-cpu", "use_t1", "--init")
 
 
 @case

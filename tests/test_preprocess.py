@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 from conftest import gradients, oblique_affine, real_scan, write_dwi
 from dipy.core.gradients import gradient_table
+from scipy import ndimage
 
 from csrdmri.core.errors import InputError
 from csrdmri.dmri.preprocess import (
+    b0_floor,
     b0_indices,
+    b0_reciprocal,
     brain_mask,
     fov_fraction,
     load_mask,
@@ -18,9 +21,12 @@ from csrdmri.dmri.preprocess import (
     normalise_by_b0,
     normalise_t1,
     resample_image,
+    series_mask,
     shell_indices,
+    shells,
     t1_on_dwi_grid,
 )
+from csrdmri.dmri.scan import FOUND_MASK, PreparedScan
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi, load_image
 
@@ -152,3 +158,38 @@ def test_real_t1_lands_on_the_real_dwi():
             moved[axis, 3] += shift
             r = resample_image(nib.Nifti1Image(voxels, moved), series.affine, series.shape)
             assert np.corrcoef(r[mask], b0[mask])[0, 1] > aligned + 0.15
+
+
+def test_a_prepared_scan_holds_the_series_normalisation(small_dwi, tmp_path):
+    series = load_dwi(find_dataset(small_dwi))
+    scan = PreparedScan.prepare(series)
+    mask, b0 = series_mask(series), mean_b0(series)
+    np.testing.assert_array_equal(scan.mask, mask)
+    np.testing.assert_array_equal(scan.shell, shell_indices(series.gtab))
+    assert list(scan.shells) == [1000] and np.array_equal(scan.shells[1000], scan.shell)
+    np.testing.assert_array_equal(scan.reciprocal(), b0_reciprocal(b0, mask))
+    # A dilated region keeps the brain's signal-void floor (the margin is not brain).
+    region = ndimage.binary_dilation(mask, iterations=2)
+    np.testing.assert_array_equal(scan.reciprocal(2), b0_reciprocal(b0, region, floor=b0_floor(b0, mask)))
+    ratio = scan.ratio(scan.shell)
+    assert ratio.shape == (*series.shape, len(scan.shell)) and ratio.dtype == np.float32
+    np.testing.assert_allclose(ratio[mask], (series.data[..., scan.shell] / b0[..., None])[mask], rtol=1e-6)
+    assert scan.t1 is None and scan.provenance == {"mask": FOUND_MASK, "t1w": None}
+    # A T1w is read onto the DWI grid and recorded.
+    t1 = tmp_path / "t1w.nii.gz"
+    texture = np.random.default_rng(0).random(series.shape, dtype=np.float32)
+    nib.save(nib.Nifti1Image(series.data[..., 0] * (1 + texture), series.affine), t1)
+    with_t1 = PreparedScan.prepare(series, t1=t1)
+    np.testing.assert_array_equal(with_t1.t1, t1_on_dwi_grid(t1, series, mask))
+    assert with_t1.provenance["t1w"] == str(t1)
+
+
+def test_shells_group_b_values_within_the_tolerance():
+    bvals = np.array([0, 995, 2000, 1005, 5, 3000, 2010, 1000.0])
+    bvecs = np.vstack([np.zeros(3), *np.eye(3), np.zeros(3), *np.eye(3)])
+    groups = shells(gradient_table(bvals, bvecs=bvecs))
+    assert list(groups) == [1000, 2005, 3000]
+    for b, indices in zip(groups, ([1, 3, 7], [2, 6], [5]), strict=True):
+        np.testing.assert_array_equal(groups[b], indices)
+    single = gradient_table(np.array([0.0, 0.0]), bvecs=np.zeros((2, 3)))
+    assert shells(single) == {}

@@ -79,7 +79,8 @@ def synthetic_results() -> EvaluationResults:
     dti = dict.fromkeys(("fa_mae_brain", "fa_mae_wm", "md_mae_brain", "md_mae_wm"), 0.01)
     dti |= {"angle_median_wm": 10.0, "angle_mean_wm": 12.0}
     case = VolumeCase("site/s1", 2.0, (6, 6, 4), mask.shape, truth, fa, rng.random((6, 6, 4)), mask)
-    case.methods["tri"] = VolumeScores([20.0, 22.0], [0.9, 0.8], dti, fa + 0.1, truth + 0.1)
+    raw = ([30.0, 32.0], [0.95, 0.93])
+    case.methods["tri"] = VolumeScores([20.0, 22.0], [0.9, 0.8], dti, fa + 0.1, truth + 0.1, *raw)
     case.skipped["csr"] = "needs a T1w; the dataset has none"
     return EvaluationResults(
         methods={"tri": method(None)},
@@ -101,6 +102,8 @@ def test_the_report_holds_the_tables_figures_and_json_of_the_results(tmp_path):
         assert part in text
     assert "## Whole volumes" in text and "## Real scans" not in text and "## Table 2" not in text
     assert "| site/s1 | 2× | 6×6×4 → 12×12×8 | csr | not run: needs a T1w; the dataset has none | – |" in text
+    # Raw scores first (the headline), then S/S0; no gain without a tricubic row.
+    assert "| tri | 31.00 ± 1.00 / 0.9400 ± 0.0100 | – | 21.00 ± 1.00 / 0.8500 ± 0.0500 | – |" in text
     for name in ("patch-2x", "volume-site_s1-2x", "volume-site_s1-2x-fa"):
         assert f"(figures/{name}.png)" in text and (tmp_path / "out" / "figures" / f"{name}.png").is_file()
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -109,6 +112,7 @@ def test_the_report_holds_the_tables_figures_and_json_of_the_results(tmp_path):
     assert saved["paper_protocol"]["tri"]["2"]["psnr"] == pytest.approx([24.9, 25.1])
     (whole,) = saved["whole_volume"]
     assert whole["data"] == "site/s1" and whole["methods"]["tri"]["volumes"] == 2
+    assert whole["methods"]["tri"]["raw_psnr"] == [30.0, 32.0] and whole["raw_data_range"] == 1.0
     assert saved["real_scans"] == []
     tables = summary_tables(results)
     assert tables.startswith("| method | data | 2× PSNR / SSIM |") and "| site/s1 | 2× | tri |" in tables

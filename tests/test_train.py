@@ -176,10 +176,10 @@ def test_multi_source_fine_tuning_starts_from_the_given_weights(small_cohort, tm
     assert [(s["data"], s["weight"]) for s in sources] == [(str(small_cohort), 1), (str(scan), 3)]
     assert sources[1]["subjects"] == ["scan"]
     wider = replace(config, model_overrides={**config.model_overrides, "width": 32})
-    with pytest.raises(InputError, match="differs from the one this run trains in width"):
+    with pytest.raises(InputError, match=r"another model than this run trains \(it differs in width\)"):
         train(wider, small_cohort, tmp_path / "other", init=base)
     assert not (tmp_path / "other").exists()
-    with pytest.raises(InputError, match="--init starts a new run"):
+    with pytest.raises(InputError, match="starting weights begin a new run"):
         train(config, small_cohort, tuned, resume=True, init=base)
 
 

@@ -208,3 +208,24 @@ def test_command_line_defaults_are_the_library_defaults():
     parameters = inspect.signature(upsample).parameters
     for name in ("device", "precision", "tile", "chunk", "margin", "outside"):
         assert parameters[name].default == getattr(Options(), name), name
+
+
+def test_cheap_checks_come_before_the_series_is_read(small_dwi, tmp_path):
+    """An existing output, a model without its T1w and an absurd output size are refused before
+    any voxel is read: here the voxels cannot be read (the file is cut short), and each error
+    names the real problem."""
+    cut = tmp_path / "cut" / "dwi.nii.gz"
+    cut.parent.mkdir()
+    data = small_dwi.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    for suffix in (".bval", ".bvec"):
+        cut.with_name("dwi" + suffix).write_bytes(small_dwi.with_name("dwi" + suffix).read_bytes())
+    out = tmp_path / "out" / "sr.nii.gz"
+    tricubic = ("--model", "tricubic", "--out", out)
+    assert_user_error(run("upsample", cut, "--scale", "2", *tricubic), "corrupt or truncated")
+    assert_user_error(run("upsample", cut, "--scale", "2", "--out", out), "uses a T1w", "--t1")
+    assert_user_error(run("upsample", cut, "--scale", "400", *tricubic), "GB", "--max-output-gb")
+    out.parent.mkdir()
+    out.write_text("precious")
+    assert_user_error(run("upsample", cut, "--scale", "2", *tricubic), "already exists", "--force")
+    assert out.read_text() == "precious"

@@ -94,6 +94,14 @@ def test_tricubic_scores_equal_a_computation_by_hand(small_cohort):
     assert scores.dti == pytest.approx(expected)
     assert 0 < scores.dti["fa_mae_wm"] < 0.3 and scores.dti["wm_voxels"] > 100
     assert case.lr_shape == lr_shape and 15 < np.mean(scores.psnr) < 40
+    # Raw scores: the DWIs as written, data range the 99.9th percentile of the truth's mean b0.
+    assert case.raw_range == pytest.approx(np.percentile(series.data[..., b0s].mean(-1)[mask], 99.9))
+    mse = [np.mean((series.data[..., v][mask] - est[..., v][mask]) ** 2) for v in shell]
+    np.testing.assert_allclose(scores.raw_psnr, 10 * np.log10(case.raw_range**2 / np.array(mse)), rtol=1e-5)
+    assert scores.raw_ssim == pytest.approx(
+        [ssim(series.data[..., v], est[..., v], mask, case.raw_range) for v in shell]
+    )
+    assert scores.summary()["raw_psnr_mean"] == pytest.approx(np.mean(scores.raw_psnr))
     # Deterministic: a second run gives the same numbers.
     (again,) = volume_protocol("s", series, parse_methods("tricubic"), [2.0])
     assert again.methods["tricubic"].psnr == scores.psnr

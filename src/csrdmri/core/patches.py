@@ -31,7 +31,7 @@ def patch_origins(
     """
     shape = np.asarray(mask.shape)
     if np.any(shape < size):
-        raise ValueError(f"volume {tuple(shape)} is smaller than a {size}³ patch")
+        raise ValueError(f"volume {mask.shape} is smaller than a {size}³ patch")
     integral = np.pad(mask.astype(np.int64), ((1, 0),) * 3).cumsum(0).cumsum(1).cumsum(2)
     lo = np.argwhere(mask) - size // 2
     lo = lo[np.all((lo >= 0) & (lo + size <= shape), axis=1)]

@@ -55,6 +55,16 @@ def shell_indices(
     return idx
 
 
+def shells(gtab: GradientTable, tolerance: float = SHELL_TOLERANCE) -> dict[float, np.ndarray]:
+    """Every diffusion-weighted shell: its mean b-value (s/mm², rounded to 1) → the indices of
+    its volumes, in series order. b-values sorted and split where consecutive ones differ by
+    more than ``tolerance``, so 995/1000/1005 form one shell and 1000/2000 two."""
+    weighted = np.flatnonzero(~gtab.b0s_mask)
+    order = weighted[np.argsort(gtab.bvals[weighted], kind="stable")]
+    groups = np.split(order, np.flatnonzero(np.diff(gtab.bvals[order]) > tolerance) + 1) if order.size else []
+    return {round(float(gtab.bvals[g].mean())): np.sort(g) for g in groups}
+
+
 def mean_b0(series: DWISeries) -> np.ndarray:
     """Mean of the b0 volumes, shape (X, Y, Z), float32."""
     return series.data[..., b0_indices(series.gtab)].mean(axis=-1)

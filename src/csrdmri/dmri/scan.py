@@ -24,6 +24,7 @@ from csrdmri.dmri.preprocess import (
     mean_b0,
     series_mask,
     shell_indices,
+    shells,
     t1_on_dwi_grid,
 )
 from csrdmri.io.layout import DatasetPaths
@@ -92,6 +93,12 @@ class PreparedScan:
     @property
     def paths(self) -> DatasetPaths:
         return self.series.paths
+
+    @property
+    def shells(self) -> dict[float, np.ndarray]:
+        """Every diffusion-weighted shell of the series: mean b-value → volume indices
+        (:func:`csrdmri.dmri.preprocess.shells`); ``shell`` is the models' one."""
+        return shells(self.series.gtab)
 
     def region(self, margin: int = 0) -> np.ndarray:
         """The brain mask dilated by ``margin`` voxels (bool, (X, Y, Z))."""

@@ -109,10 +109,10 @@ def parse_methods(spec: str) -> dict[str, Method]:
             label, _, name = item.rpartition("=")
             label = label or name
             if label in methods:
-                raise InputError(f"--models names {label!r} twice")
+                raise InputError(f"the methods name {label!r} twice", "models")
             methods[label] = resolve_method(name)
     if not methods:
-        raise InputError("--models names no method")
+        raise InputError("no method to evaluate is named", "models")
     return methods
 
 

@@ -18,7 +18,7 @@ from csrdmri.evaluation.tables import (
     table2,
     volume_table,
 )
-from csrdmri.evaluation.volume_protocol import VolumeCase
+from csrdmri.evaluation.volume_protocol import RAW_RANGE, VolumeCase
 
 #: The sections of the whole-volume cases by kind: title and what the data are.
 CASE_SECTIONS = {
@@ -86,8 +86,9 @@ def _cases_section(kind: str, cases: list[VolumeCase], figures: list[CaseFigures
         "",
         f"## {title}",
         "",
-        note + " S/S0 of each output divided by its own mean b0, scored inside the truth's "
-        "brain mask over every evaluated b ≈ 1000 volume.",
+        note + " Scored inside the truth's brain mask over every evaluated b ≈ 1000 volume: "
+        f"the intensities as written (raw; data range: the {RAW_RANGE:g}th percentile of the truth's "
+        "mean b0 in the mask), and S/S0 with each output divided by its own mean b0.",
         "",
         volume_table(cases),
         "",

@@ -10,7 +10,10 @@ from csrdmri.evaluation.volume_protocol import VolumeCase, VolumeScores
 
 
 def _scores_record(scores: Scores | VolumeScores) -> dict:
-    return {**scores.summary(), "psnr": scores.psnr, "ssim": scores.ssim}
+    raw = {}
+    if isinstance(scores, VolumeScores):
+        raw = {"raw_psnr": scores.raw_psnr, "raw_ssim": scores.raw_ssim}
+    return {**scores.summary(), "psnr": scores.psnr, "ssim": scores.ssim, **raw}
 
 
 def _case_record(case: VolumeCase) -> dict:
@@ -19,6 +22,7 @@ def _case_record(case: VolumeCase) -> dict:
         "scale": case.scale,
         "lr_shape": list(case.lr_shape),
         "hr_shape": list(case.hr_shape),
+        "raw_data_range": case.raw_range,
         "methods": {label: _scores_record(s) for label, s in case.methods.items()},
         "skipped": case.skipped,
     }

@@ -62,11 +62,21 @@ def _measured_scales(results: dict[str, dict[float, Scores]]) -> list[float]:
     return ordered_scales([s for per_scale in results.values() for s in per_scale])
 
 
-def _cell(summary: dict) -> str:
+def _cell(summary: dict, prefix: str = "") -> str:
+    """``PSNR ± sd / SSIM ± sd`` of a summary (``prefix`` "raw_": of the raw scores; "–" when
+    there are none)."""
+    if f"{prefix}psnr_mean" not in summary:
+        return "–"
     return (
-        f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f} / "
-        f"{summary['ssim_mean']:.4f} ± {summary['ssim_std']:.4f}"
+        f"{summary[prefix + 'psnr_mean']:.2f} ± {summary[prefix + 'psnr_std']:.2f} / "
+        f"{summary[prefix + 'ssim_mean']:.4f} ± {summary[prefix + 'ssim_std']:.4f}"
     )
+
+
+def _gain(summary: dict, base: dict | None, prefix: str = "") -> str:
+    """The PSNR gain over the tricubic row's, signed, in dB ("–" without both)."""
+    key = f"{prefix}psnr_mean"
+    return f"{summary[key] - base[key]:+.2f}" if base is not None and key in summary and key in base else "–"
 
 
 def _paper_cells(table: dict[float, tuple[float, float]], scales: list[float]) -> str:
@@ -158,22 +168,24 @@ def ranking(results: dict[str, dict[float, Scores]], methods: dict[str, Method])
 
 
 def volume_table(cases: list[VolumeCase]) -> str:
-    """PSNR / SSIM inside the brain (mean ± sd over b ≈ 1000 volumes) and the PSNR gain over
-    tricubic, one row per dataset, scale and method."""
+    """PSNR / SSIM inside the brain (mean ± sd over b ≈ 1000 volumes) of the intensities as
+    written (raw, the headline) and of S/S0, each with its gain over tricubic, one row per
+    dataset, scale and method."""
     lines = [
-        "| data | scale | LR grid → HR grid | method | PSNR ± sd / SSIM ± sd | ΔPSNR vs tricubic (dB) |",
-        "|---|---|---|---|---|---|",
+        "| data | scale | LR grid → HR grid | method | raw PSNR ± sd / SSIM ± sd | Δ raw PSNR (dB) "
+        "| S/S0 PSNR ± sd / SSIM ± sd | Δ S/S0 PSNR (dB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
-        base = case.methods.get("tricubic")
+        base = case.methods["tricubic"].summary() if "tricubic" in case.methods else None
         grids = f"{'×'.join(map(str, case.lr_shape))} → {'×'.join(map(str, case.hr_shape))}"
+        head = f"| {case.dataset} | {case.scale:g}× | {grids}"
         for label, scores in case.methods.items():
-            summary = scores.summary()
-            gain = f"{summary['psnr_mean'] - base.summary()['psnr_mean']:+.2f}" if base is not None else "–"
-            row = f"| {case.dataset} | {case.scale:g}× | {grids} | {label} | {_cell(summary)} | {gain} |"
-            lines.append(row)
+            s = scores.summary()
+            cells = f"{_cell(s, 'raw_')} | {_gain(s, base, 'raw_')} | {_cell(s)} | {_gain(s, base)}"
+            lines.append(f"{head} | {label} | {cells} |")
         for label, why in case.skipped.items():
-            lines.append(f"| {case.dataset} | {case.scale:g}× | {grids} | {label} | not run: {why} | – |")
+            lines.append(f"{head} | {label} | not run: {why} | – | – | – |")
     return "\n".join(lines)
 
 

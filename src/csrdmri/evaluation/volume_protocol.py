@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from dipy.core.gradients import GradientTable, gradient_table
+from dipy.core.gradients import gradient_table
 
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
@@ -42,6 +42,9 @@ from csrdmri.io.nifti import DWISeries
 
 #: Fewest b ≈ 1000 directions a tensor fit gets (6 unknowns of the tensor).
 MIN_DIRECTIONS = 6
+#: Percentile of the truth's mean b0 inside the brain that is the data range of the raw scores
+#: (PSNR/SSIM of the intensities as written; the same range for every method of a case).
+RAW_RANGE = 99.9
 
 
 def spread_directions(bvecs: np.ndarray, k: int) -> np.ndarray:
@@ -104,13 +107,24 @@ class VolumeScores:
     dti: dict[str, float]  # csrdmri.dmri.dti.dti_errors
     fa: np.ndarray  # FA map (X, Y, Z), for figures
     example: np.ndarray  # S/S0 of the first b ≈ 1000 volume (X, Y, Z), for figures
+    raw_psnr: list[float] = field(default_factory=list)  # per volume, intensities as written, dB
+    raw_ssim: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
+        raw = {}
+        if self.raw_psnr:
+            raw = {
+                "raw_psnr_mean": float(np.mean(self.raw_psnr)),
+                "raw_psnr_std": float(np.std(self.raw_psnr)),
+                "raw_ssim_mean": float(np.mean(self.raw_ssim)),
+                "raw_ssim_std": float(np.std(self.raw_ssim)),
+            }
         return {
             "psnr_mean": float(np.mean(self.psnr)),
             "psnr_std": float(np.std(self.psnr)),
             "ssim_mean": float(np.mean(self.ssim)),
             "ssim_std": float(np.std(self.ssim)),
+            **raw,
             "volumes": len(self.psnr),
             **self.dti,
         }
@@ -130,6 +144,7 @@ class VolumeCase:
     mask: np.ndarray
     methods: dict[str, VolumeScores] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it could not run
+    raw_range: float = 1.0  # data range of the raw scores (RAW_RANGE percentile of the truth's b0)
 
 
 def volume_protocol(
@@ -146,9 +161,10 @@ def volume_protocol(
     refuse_seen(series.paths, methods)
     options = options or Options()
     truth_scan = PreparedScan.prepare(series)
-    b0s, volumes = b0_indices(series.gtab), truth_scan.shell
+    volumes = truth_scan.shell
     truth = truth_scan.ratio(volumes)
     truth_maps = tensor_maps(series.data, series.gtab, truth_scan.mask)
+    raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
     cases = []
     for scale in scales:
         lr, grid = degrade_series(series, scale)
@@ -163,6 +179,7 @@ def volume_protocol(
             truth_maps.fa,
             scan.ratio(volumes[:1])[..., 0],
             truth_scan.mask,
+            raw_range=raw_range,
         )
         for label, method in methods.items():
             up = method.at(scale)
@@ -173,8 +190,7 @@ def volume_protocol(
                 continue
             out = np.empty((*series.shape, series.data.shape[3]), np.float32)
             upsample_series(lr, grid, up, out, scan, options)
-            mask = truth_scan.mask
-            case.methods[label] = score_volume(out, series.gtab, truth, truth_maps, b0s, volumes, mask)
+            case.methods[label] = score_volume(out, series, truth, truth_maps, truth_scan.mask, raw_range)
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)
@@ -183,21 +199,25 @@ def volume_protocol(
 
 def score_volume(
     out: np.ndarray,
-    gtab: GradientTable,
+    series: DWISeries,
     truth: np.ndarray,
     truth_maps: TensorMaps,
-    b0s: np.ndarray,
-    volumes: np.ndarray,
     mask: np.ndarray,
+    raw_range: float,
 ) -> VolumeScores:
-    """One method's output (X, Y, Z, V) against the truth's S/S0 (X, Y, Z, K) of ``volumes``
-    and tensor maps, the output divided by its own mean b0 (of ``b0s``), inside ``mask``."""
+    """One method's output (X, Y, Z, V) against the truth ``series`` inside ``mask``: each
+    b ≈ 1000 volume as written (data range ``raw_range``), its S/S0 with the output divided by
+    its own mean b0 against the truth's (``truth``, (X, Y, Z, K)), and the tensor maps."""
+    b0s, volumes = b0_indices(series.gtab), shell_indices(series.gtab)
     estimate = own_ratio(out, b0s, volumes, mask)
-    maps = tensor_maps(out, gtab, mask)
+    maps = tensor_maps(out, series.gtab, mask)
+    raw = [(series.data[..., v], out[..., v]) for v in volumes]
     return VolumeScores(
         [psnr(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
         [ssim(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
         dti_errors(truth_maps, maps),
         maps.fa,
         estimate[..., 0],
+        [psnr(a, b, mask, raw_range) for a, b in raw],
+        [ssim(a, b, mask, raw_range) for a, b in raw],
     )

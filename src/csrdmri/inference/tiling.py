@@ -116,7 +116,9 @@ def plan_tiles(
         If ``tile`` leaves no room for a core beside the halo (``tile <= 2·halo``).
     """
     if tile <= 2 * halo:
-        raise InputError(f"--tile must exceed twice the model's halo of {halo} voxels, got {tile}")
+        raise InputError(
+            f"the tile side must exceed twice the model's halo of {halo} voxels, got {tile}", "tile"
+        )
     spans = []
     for axis, owner in enumerate(owners):
         if where is None:

@@ -122,9 +122,9 @@ def read_voxels(img: nib.Nifti1Image, path: str | Path, what: str) -> np.ndarray
 
 def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
     """Read FSL b-values/b-vectors with DIPY and check them against the number of volumes."""
-    for path, what in ((bval, "b-value"), (bvec, "b-vector")):
+    for path, what, option in ((bval, "b-value", "bval"), (bvec, "b-vector", "bvec")):
         if not Path(path).exists():
-            raise InputError(f"{what} file not found: {path} (give it with --bval/--bvec)")
+            raise InputError(f"{what} file not found: {path}", option)
     try:
         bvals, _ = read_bvals_bvecs(str(bval), None)
     except Exception as exc:

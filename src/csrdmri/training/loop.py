@@ -122,9 +122,11 @@ def _run_config(
             raise InputError(f"nothing to resume: {last} does not exist")
         config = TrainConfig.from_dict(read_meta(last)["training"])
     elif last.exists():
-        raise InputError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+        raise InputError(f"{out} already holds a run; resume it, or choose another folder", "resume")
     if resume and init is not None:
-        raise InputError("--init starts a new run; a resumed run continues from its own checkpoint")
+        raise InputError(
+            "starting weights begin a new run; a resumed run continues from its own checkpoint", "init"
+        )
     return config if epochs is None else replace(config, epochs=epochs)
 
 

@@ -67,7 +67,7 @@ def check_weights(weights: Sequence[float] | None, sources: int) -> None:
     if weights is None:
         return
     if len(weights) != sources:
-        raise InputError(f"{len(weights)} sampling weights given for {sources} --data source(s)")
+        raise InputError(f"{len(weights)} sampling weights given for {sources} data source(s)", "weights")
     if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise InputError(f"sampling weights must be ≥ 0 and not all 0, got {list(weights)}")
 

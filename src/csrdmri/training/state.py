@@ -65,8 +65,9 @@ def initial_model(config: TrainConfig, init: str | Path | None) -> Start:
     differs = sorted(k for k in set(wanted) | set(meta["model"]) if wanted.get(k) != meta["model"].get(k))
     if differs:
         raise InputError(
-            f"--init {init}: its model differs from the one this run trains in {', '.join(differs)}; "
-            "give the --preset / --model / --config it was trained with"
+            f"the starting weights {init} are of another model than this run trains (it differs in "
+            f"{', '.join(differs)}); give the preset, model or config they were trained with",
+            "init",
         )
     return Start(model, meta.get("seen_subjects", {}), {"checkpoint": str(init), "digest": file_digest(path)})
 
