@@ -30,7 +30,6 @@ class PreparedSubject:
     s0: np.ndarray | None = None  # (X, Y, Z) float32, mean b0 where S/S0 is defined, else 0
 
 
-
 @dataclass
 class Batch:
     """LR inputs (B, 1, L, L, L), optional T1w on the LR grid, and one HR target per sample."""

@@ -49,7 +49,8 @@ class PreparedScan:
     floor : float
         Mean-b0 value below which the signal counts as void (:func:`b0_floor` of the brain).
     shell : ndarray of int, shape (K,)
-        Indices of the volumes of the models' shell (b = ``DEFAULT_SHELL`` ± tolerance).
+        Indices of the volumes of the models' shell (b = ``DEFAULT_SHELL`` ± tolerance), or of
+        every diffusion-weighted volume (prepared with ``shell=None``, for the q-space model).
     t1 : ndarray, shape (X, Y, Z), float32, or None
         The T1w resampled onto the DWI grid by the affines and normalised inside the brain.
     provenance : dict
@@ -70,15 +71,17 @@ class PreparedScan:
         series: DWISeries,
         mask: str | Path | None = None,
         t1: str | Path | None = None,
-        shell: float = DEFAULT_SHELL,
+        shell: float | None = DEFAULT_SHELL,
     ) -> PreparedScan:
         """Prepare ``series``: brain mask (file ``mask``, else the dataset's, else found from the
-        mean b0), the volumes of ``shell`` (s/mm²), mean b0 and its floor, and the T1w file ``t1``
-        (none when None) on the DWI grid. Refuses a series without that shell or whose mean b0
-        is void in most of the brain, and a T1w that does not overlap the brain."""
+        mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
+        b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid. Refuses a
+        series without that shell or whose mean b0 is void in most of the brain, and a T1w that
+        does not overlap the brain."""
         brain = series_mask(series, mask)
         with about(series.paths.dwi):
-            indices = shell_indices(series.gtab, shell)
+            weighted = np.flatnonzero(~series.gtab.b0s_mask)
+            indices = shell_indices(series.gtab, shell) if shell is not None else weighted
             b0 = mean_b0(series)
             floor = b0_floor(b0, brain)
         t1_grid = t1_on_dwi_grid(t1, series, brain) if t1 is not None else None

@@ -9,13 +9,14 @@ then this is a *degradation-based* evaluation: the acquired data play the truth)
    ``csrdmri upsample`` machinery (:func:`csrdmri.inference.series.upsample_series`): brain mask and T1w
    found from the LR data as a user's run would (median_otsu on the LR mean b0; the T1w file
    resampled onto the LR grid by the affines), b0 volumes tricubic;
-3. scores inside the truth's brain mask, per b ≈ 1000 volume: PSNR and SSIM of S/S0, each
-   series divided by its *own* mean b0 (what a tensor fit of the output sees; the truth by its
-   own too);
+3. scores inside the truth's brain mask, per diffusion-weighted volume (every shell): PSNR and
+   SSIM of the intensities as written (the headline; data range the 99.9th percentile of the
+   truth's mean b0 in the brain), and of S/S0, each series divided by its *own* mean b0 (what a
+   tensor fit of the output sees; the truth by its own too);
 4. DTI (DIPY) of the truth and of each output over the same volumes: FA and MD errors, and
    the principal-direction angle in white matter (:mod:`csrdmri.dmri.dti`).
 
-``directions`` keeps only that many b ≈ 1000 volumes, chosen spread over the sphere
+``directions`` keeps only that many volumes of each shell, chosen spread over the sphere
 (:func:`spread_directions`), so that whole-volume runs on 2 CPU cores stay affordable while the
 tensor fit stays well conditioned.
 """
@@ -33,14 +34,14 @@ from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
 from csrdmri.core.metrics import psnr, ssim
 from csrdmri.core.resample import resample
 from csrdmri.dmri.dti import TensorMaps, dti_errors, tensor_maps
-from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shell_indices
+from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shells
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import Method, refuse_seen
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.nifti import DWISeries
 
-#: Fewest b ≈ 1000 directions a tensor fit gets (6 unknowns of the tensor).
+#: Fewest directions per shell a tensor fit gets (6 unknowns of the tensor).
 MIN_DIRECTIONS = 6
 #: Percentile of the truth's mean b0 inside the brain that is the data range of the raw scores
 #: (PSNR/SSIM of the intensities as written; the same range for every method of a case).
@@ -65,13 +66,16 @@ def spread_directions(bvecs: np.ndarray, k: int) -> np.ndarray:
 
 
 def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
-    """The b0 volumes and ``directions`` spread b ≈ 1000 volumes (all when None), in order."""
-    b0s, shell = b0_indices(series.gtab), shell_indices(series.gtab)
-    if directions is not None:
-        if directions < MIN_DIRECTIONS:
-            raise InputError(f"a tensor fit needs at least {MIN_DIRECTIONS} directions, got {directions}")
-        shell = shell[spread_directions(series.gtab.bvecs[shell], directions)]
-    keep = np.sort(np.concatenate([b0s, shell]))
+    """The b0 volumes and ``directions`` spread volumes of each shell (all when None), in order."""
+    kept = [b0_indices(series.gtab)]
+    if directions is not None and directions < MIN_DIRECTIONS:
+        raise InputError(f"a tensor fit needs at least {MIN_DIRECTIONS} directions, got {directions}")
+    for shell in shells(series.gtab).values():
+        chosen = (
+            shell if directions is None else shell[spread_directions(series.gtab.bvecs[shell], directions)]
+        )
+        kept.append(chosen)
+    keep = np.sort(np.concatenate(kept))
     gtab = gradient_table(
         series.gtab.bvals[keep], bvecs=series.gtab.bvecs[keep], b0_threshold=series.gtab.b0_threshold
     )
@@ -102,11 +106,11 @@ def own_ratio(data: np.ndarray, b0s: np.ndarray, volumes: np.ndarray, mask: np.n
 class VolumeScores:
     """One method on one dataset at one scale."""
 
-    psnr: list[float]  # per b ≈ 1000 volume, dB
+    psnr: list[float]  # S/S0, per diffusion-weighted volume, dB
     ssim: list[float]
     dti: dict[str, float]  # csrdmri.dmri.dti.dti_errors
     fa: np.ndarray  # FA map (X, Y, Z), for figures
-    example: np.ndarray  # S/S0 of the first b ≈ 1000 volume (X, Y, Z), for figures
+    example: np.ndarray  # S/S0 of the first diffusion-weighted volume (X, Y, Z), for figures
     raw_psnr: list[float] = field(default_factory=list)  # per volume, intensities as written, dB
     raw_ssim: list[float] = field(default_factory=list)
 
@@ -138,7 +142,7 @@ class VolumeCase:
     scale: float
     lr_shape: tuple[int, int, int]
     hr_shape: tuple[int, int, int]
-    truth: np.ndarray  # S/S0 of the first b ≈ 1000 volume (X, Y, Z)
+    truth: np.ndarray  # S/S0 of the first diffusion-weighted volume (X, Y, Z)
     truth_fa: np.ndarray
     lr: np.ndarray  # the LR S/S0 of that volume (its own grid)
     mask: np.ndarray
@@ -160,7 +164,7 @@ def volume_protocol(
     A dataset that trained or selected one of the methods is refused."""
     refuse_seen(series.paths, methods)
     options = options or Options()
-    truth_scan = PreparedScan.prepare(series)
+    truth_scan = PreparedScan.prepare(series, shell=None)
     volumes = truth_scan.shell
     truth = truth_scan.ratio(volumes)
     truth_maps = tensor_maps(series.data, series.gtab, truth_scan.mask)
@@ -168,8 +172,8 @@ def volume_protocol(
     cases = []
     for scale in scales:
         lr, grid = degrade_series(series, scale)
-        needs_t1 = series.paths.t1 is not None and any(m.at(scale).uses_t1 for m in methods.values())
-        scan = PreparedScan.prepare(lr, t1=series.paths.t1 if needs_t1 else None)
+        reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
+        scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
         case = VolumeCase(
             dataset,
             scale,
@@ -206,9 +210,9 @@ def score_volume(
     raw_range: float,
 ) -> VolumeScores:
     """One method's output (X, Y, Z, V) against the truth ``series`` inside ``mask``: each
-    b ≈ 1000 volume as written (data range ``raw_range``), its S/S0 with the output divided by
+    diffusion-weighted volume as written (data range ``raw_range``), its S/S0 with the output divided by
     its own mean b0 against the truth's (``truth``, (X, Y, Z, K)), and the tensor maps."""
-    b0s, volumes = b0_indices(series.gtab), shell_indices(series.gtab)
+    b0s, volumes = b0_indices(series.gtab), np.flatnonzero(~series.gtab.b0s_mask)
     estimate = own_ratio(out, b0s, volumes, mask)
     maps = tensor_maps(out, series.gtab, mask)
     raw = [(series.data[..., v], out[..., v]) for v in volumes]

@@ -136,7 +136,7 @@ def write_result(
         sidecar.update(
             checkpoint=str(up.checkpoint),
             model_config=up.meta.get("model"),
-            t1w=scan.provenance["t1w"] if up.uses_t1 else None,
+            t1w=scan.provenance["t1w"] if up.reads_t1 else None,
             model_volumes=scan.shell.tolist(),
             outside_mask=options.outside,
             mask=scan.provenance["mask"],

@@ -1,6 +1,8 @@
 """Whole-series super-resolution onto a target grid, and writing the result with its metadata.
 
-Per volume, in the input's intensity units:
+The joint q-space model corrects every shell with enough directions at once
+(:mod:`csrdmri.inference.joint`) on top of the tricubic volumes written here. Per-volume models,
+per volume, in the input's intensity units:
 
 * **b0 volumes** are upsampled tricubically: the models are trained on b ≈ 1000 volumes divided
   by the mean b0 (S/S0), and a b0 divided by the mean b0 carries no structure to learn from.
@@ -28,12 +30,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from csrdmri.core.errors import InputError
+from csrdmri.core.errors import InputError, about
 from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
-from csrdmri.dmri.preprocess import DEFAULT_SHELL
+from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.adapt import spread
+from csrdmri.inference.joint import correct_shells, modelled_shells
 from csrdmri.inference.tiling import Box, as_input, predict_tiles
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.nifti import DWISeries
@@ -107,22 +110,18 @@ def upsample_series(
             raise ValueError("a model needs the series prepared (PreparedScan of the same series)")
         if up.uses_t1 and scan.t1 is None:
             raise InputError(f"model {up.name} uses a T1w, and none was given (or use a model without T1w)")
-        weighted = set(scan.shell.tolist())
-        others = int((~series.gtab.b0s_mask).sum()) - len(weighted)
-        if others:
-            log.warning(
-                "%d diffusion-weighted volumes are not at b ≈ %g s/mm² (the models' shell): "
-                "they are upsampled tricubically",
-                others,
-                DEFAULT_SHELL,
-            )
         reciprocal = scan.reciprocal(options.margin)
+        shells = modelled_shells(scan) if up.joint else {}
+        weighted = (
+            {int(v) for volumes in shells.values() for v in volumes} if up.joint else shell_volumes(scan)
+        )
         t1 = scan.t1 if up.uses_t1 else None
         if up.adapt_steps:
             own = np.stack([series.data[..., v] * reciprocal for v in spread(sorted(weighted))])
             up = up.adapted(own.astype(np.float16), t1, scan.mask, float(np.mean(grid.scales)))
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
+    per_volume = up.model is not None and not up.joint
     for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
         volume = series.data[..., v]
         corrected = v in weighted
@@ -134,7 +133,7 @@ def upsample_series(
             clipped = np.maximum(result, 0.0)
             # Voxels the model corrects are clipped after their correction.
             out[(*slab, v)] = np.where(where[slab], result, clipped) if corrected else clipped
-        if corrected:
+        if corrected and per_volume:
             x = volume * reciprocal
             for box, selected, prediction in model_predictions(up, x, t1, grid.shape, where, options):
                 # The model's correction of tricubic, brought back to the input's units.
@@ -142,3 +141,21 @@ def upsample_series(
                 s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
                 block = out[(*box, v)]  # a view: writes go to ``out``
                 block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)
+    if up.joint:
+        correct_shells(grid, up, out, scan, shells, where, reciprocal, options)
+
+
+def shell_volumes(scan: PreparedScan) -> set[int]:
+    """The volumes a per-volume model corrects: the b ≈ 1000 shell (with a warning about the
+    other diffusion-weighted volumes)."""
+    with about(scan.paths.dwi):
+        weighted = set(shell_indices(scan.gtab, DEFAULT_SHELL).tolist())
+    others = int((~scan.gtab.b0s_mask).sum()) - len(weighted)
+    if others:
+        log.warning(
+            "%d diffusion-weighted volumes are not at b ≈ %g s/mm² (the models' shell): "
+            "they are upsampled tricubically",
+            others,
+            DEFAULT_SHELL,
+        )
+    return weighted

@@ -51,10 +51,12 @@ Box = tuple[slice, slice, slice]
 
 
 def as_input(volume: np.ndarray | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """A 3D array (X, Y, Z) as a model input (1, 1, X, Y, Z), float32 on ``device``; None stays None."""
+    """A 3D array (X, Y, Z) or channels (C, X, Y, Z) as a model input (1, 1 or C, X, Y, Z),
+    float32 on ``device``; None stays None."""
     if volume is None:
         return None
-    return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None].to(device)
+    tensor = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))
+    return (tensor[None, None] if volume.ndim == 3 else tensor[None]).to(device)
 
 
 def encoder_halo(model: torch.nn.Module) -> int:
@@ -193,8 +195,9 @@ def decode_tile(
 
     Returns
     -------
-    ndarray, shape (selected.sum(),), float32, in the C order of ``np.nonzero(selected)``; the
-    same as ``model.decode`` at those queries' normalised coordinates, to float round-off.
+    ndarray, shape (selected.sum(),) or (selected.sum(), C) for a model decoding C values per
+    query, float32, in the C order of ``np.nonzero(selected)``; the same as ``model.decode`` at
+    those queries' normalised coordinates, to float round-off.
     """
     device = features.device
     latent = features[0].permute(1, 2, 3, 0).contiguous()  # (X, Y, Z, C); free if channels-last
@@ -205,8 +208,7 @@ def decode_tile(
     codes = [
         model.code(torch.from_numpy(p).to(device), n).float() for p, n in zip(positions, grid, strict=True)
     ]
-    values = np.empty(int(selected.sum()), np.float32)
-    done = 0
+    values = []
     for slab in _slabs(selected.sum(axis=(1, 2)), selected.shape[1] * grid[2], chunk):
         jj, yy, zz = (torch.from_numpy(a).to(device) for a in np.nonzero(selected[slab]))
         y0, y1 = int(yy.min()), int(yy.max()) + 1
@@ -218,9 +220,8 @@ def decode_tile(
         for start in range(0, len(sampled), chunk):
             with autocast(device, precision):
                 part = model.decode_sampled(sampled[start : start + chunk], code[start : start + chunk])
-            values[done : done + len(part)] = part.float().cpu().numpy()
-            done += len(part)
-    return values
+            values.append(part.float().cpu().numpy())
+    return np.concatenate(values)
 
 
 @torch.no_grad()
@@ -244,8 +245,9 @@ def predict_tiles(
     model : INR
         A model with ``encode``, ``code``, ``decode_sampled`` and ``residual`` (see
         :mod:`csrdmri.models.inr`).
-    lr : ndarray, shape (X, Y, Z), float32
-        The LR volume (S/S0), and ``t1`` the normalised T1w on the same grid (or None).
+    lr : ndarray, shape (X, Y, Z) or (C, X, Y, Z), float32
+        The LR volume (S/S0) or the channels the model encodes (the q-space model's shell
+        maps), and ``t1`` the normalised T1w on the same grid (or None).
     shape : 3 ints
         The HR grid over the same field of view.
     where : ndarray of bool, shape ``shape``, optional
@@ -264,7 +266,7 @@ def predict_tiles(
         A block of the HR grid (the HR voxels whose nearest LR voxel lies in a tile's core).
     selected : ndarray of bool, the block's shape
         The block's voxels in ``where``.
-    values : ndarray, shape (selected.sum(),), float32
+    values : ndarray, shape (selected.sum(),) or (selected.sum(), C), float32
         The prediction at those voxels (a residual model's correction added to the tricubic
         upsampling of ``lr``), in the C order of ``np.nonzero(selected)``. Every voxel of
         ``where`` is in exactly one block.
@@ -273,7 +275,7 @@ def predict_tiles(
     halo = encoder_halo(model) if halo is None else halo
     exact = halo == encoder_halo(model)
     trimmed = halo - 1 if exact else 0  # voxels the encoder drops on each interior side
-    src = lr.shape
+    src = lr.shape[-3:]
     positions = [source_index(n, m) for n, m in zip(src, shape, strict=True)]
     owners = [np.floor(p + 0.5).astype(np.int64) for p in positions]
     # Channels-last 3D convolutions: ~1.3x faster encoding on the CPU (oneDNN), and the latent
@@ -296,7 +298,9 @@ def predict_tiles(
         # tile less the receptive radius on the sides inside the volume.
         interior = tuple((a > 0, b < n) for a, b, n in zip(lo, hi, src, strict=True)) if exact else None
         with autocast(device, precision):
-            inputs = [None if v is None else _channels_last(as_input(v[box], device)) for v in (lr, t1)]
+            inputs = [
+                None if v is None else _channels_last(as_input(v[(..., *box)], device)) for v in (lr, t1)
+            ]
             features = model.encode(*inputs, interior)
         start = [a + trimmed if a > 0 else a for a in lo]  # the latent map's first voxel
         local = [positions[a][hr[a]] - start[a] for a in range(3)]  # continuous LR index in the latent map

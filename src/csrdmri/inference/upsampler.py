@@ -35,6 +35,16 @@ class Upsampler:
     def uses_t1(self) -> bool:
         return bool(getattr(self.model, "uses_t1", False))
 
+    @property
+    def reads_t1(self) -> bool:
+        """Whether the model uses a T1w when there is one (required if ``uses_t1``)."""
+        return self.uses_t1 or bool(getattr(self.model, "optional_t1", False))
+
+    @property
+    def joint(self) -> bool:
+        """Whether the model corrects whole shells at once (:mod:`csrdmri.inference.joint`)."""
+        return bool(getattr(self.model, "joint", False))
+
     @classmethod
     def load(cls, name: str, adapt_steps: int = 0, seed: int = 0) -> Upsampler:
         """``tricubic``, a shipped model's name, a checkpoint or a run folder; ``adapt_steps``
@@ -47,7 +57,7 @@ class Upsampler:
             return cls(name)
         path = find_checkpoint(name)
         model, meta = load_model(path)
-        if adapt_steps and not hasattr(model, "decode"):
+        if adapt_steps and (not hasattr(model, "decode") or getattr(model, "joint", False)):
             raise InputError(f"adaptation works with INR models (csr-dmri, arssr), not {name}", "adapt_steps")
         return cls(name, model.eval(), meta, path, adapt_steps, seed)
 

@@ -48,6 +48,7 @@ NAMED: dict[str, dict] = {
     "rdn-fixed-t1": {"architecture": "rdn-fixed", "use_t1": True},  # Table 2: M2 (INR off, T1w)
     "rdn-fixed": {"architecture": "rdn-fixed", "use_t1": False},  # Table 2: the baseline (INR off)
     "tricubic": {"architecture": "tricubic"},
+    "csr-qspace": {"architecture": "qspace"},  # joint q-space: one pass per shell, T1w optional
     "dcsrn": {"architecture": "dcsrn", "scale": 2.0},
     "rescnn3d": {"architecture": "rescnn3d", "scale": 3.0},
 }
@@ -122,4 +123,4 @@ def fixed_scale(name: str) -> float | None:
 
 def _import_all() -> None:
     """Import the model modules so that their ``@register`` decorators run."""
-    from csrdmri.models import dcsrn, fixed_head, inr, rescnn3d, tricubic  # noqa: F401
+    from csrdmri.models import dcsrn, fixed_head, inr, qspace, rescnn3d, tricubic  # noqa: F401

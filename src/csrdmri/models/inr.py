@@ -30,15 +30,25 @@ COORDS = ("global", "local")
 HALF_MARGIN = 1e-4
 
 
+def local_code(index: torch.Tensor) -> torch.Tensor:
+    """Offset of continuous LR indices ``index`` from their nearest LR voxel centre, in
+    [-0.5, 0.5). The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not
+    depend on where a tile starts: round half up (not torch.round's half to even), with a margin
+    above float32 round-off of the tile-relative index."""
+    return index - torch.floor(index + (0.5 + HALF_MARGIN))
+
+
 class ImplicitMLP(nn.Module):
     """8 fully connected ReLU layers with the input concatenated to the 4th layer's output
     (the paper's skip from the input to the 4th ReLU, NeRF/ArSSR-style concatenation), then a
-    linear projection to one intensity (no activation, so the output is not clamped).
+    linear projection to ``out_features`` values (no activation, so the output is not clamped).
 
-    (N, in_features) -> (N, 1)
+    (N, in_features) -> (N, out_features)
     """
 
-    def __init__(self, in_features: int, width: int = 256, depth: int = 8, skip_at: int = 4) -> None:
+    def __init__(
+        self, in_features: int, width: int = 256, depth: int = 8, skip_at: int = 4, out_features: int = 1
+    ) -> None:
         super().__init__()
         if not 0 < skip_at < depth:
             raise ValueError(f"skip_at must be within 1..{depth - 1}, got {skip_at}")
@@ -46,7 +56,7 @@ class ImplicitMLP(nn.Module):
         sizes = [in_features] + [width] * depth
         sizes_in = [s + (in_features if i == skip_at else 0) for i, s in enumerate(sizes[:-1])]
         self.hidden = nn.ModuleList(nn.Linear(a, width) for a in sizes_in)
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, out_features)
         # He initialisation: torch's default keeps 1/6 of the signal variance per ReLU layer, so
         # 8 layers all but silence the features and training crawls (the paper does not say).
         for layer in self.hidden:
@@ -127,10 +137,7 @@ class INR(nn.Module):
         ``n``, or (..., 3) with ``n`` the 3 sizes) over a latent map of ``n`` voxels."""
         if self.coord == "global":
             return normalized(index, n)
-        # The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not depend
-        # on where a tile starts: round half up (not torch.round's half to even), with a margin
-        # above float32 round-off of the tile-relative index.
-        return index - torch.floor(index + (0.5 + HALF_MARGIN))
+        return local_code(index)
 
     def decode_sampled(self, sampled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Intensities (...,) from latent features (..., latent) sampled at the queries and their

@@ -61,8 +61,34 @@ def split_subjects(names: list[str], seed: int) -> dict[str, list[str]]:
     }
 
 
-def generate_subject(index: int, seed: int, params: PhantomParams) -> Subject:
-    """Simulate subject ``index`` of the cohort seeded by ``seed``."""
+@dataclass
+class SubjectDraw:
+    """What a subject is made of before any signal is simulated: anatomy, fibres, the DWI's
+    bias field, the diffusivity heterogeneity, the T1w's bias field and the noise generator."""
+
+    anatomy: Anatomy
+    fibres: Fibres
+    dwi_bias: np.ndarray
+    dscale: np.ndarray
+    t1_bias: np.ndarray
+    generator: torch.Generator
+
+    def tissue(self) -> dict[str, np.ndarray]:
+        """Per brain voxel (mask C order) arrays of :func:`csrdmri.phantom.signal.brain_signal`."""
+        mask = self.anatomy.mask
+        return {
+            "wm": self.anatomy.wm[mask],
+            "gm": self.anatomy.gm[mask],
+            "csf": self.anatomy.csf[mask],
+            "bias": self.dwi_bias[mask],
+            "dscale": self.dscale[mask],
+            "frame": self.fibres.frame,
+            "f2": self.fibres.f2,
+        }
+
+
+def draw_subject(index: int, seed: int, params: PhantomParams) -> SubjectDraw:
+    """The random parts of subject ``index`` of the cohort seeded by ``seed``."""
     child = np.random.SeedSequence(seed).spawn(index + 1)[index]
     rng = np.random.default_rng(child)
     generator = torch.Generator().manual_seed(int(child.generate_state(1, dtype=np.uint64)[0] >> 1))
@@ -71,12 +97,22 @@ def generate_subject(index: int, seed: int, params: PhantomParams) -> Subject:
     dwi_bias = bias_field(rng, params.shape, params.bias_sd)
     dscale = texture_field(rng, params.shape, params.texture_sd, params.texture_mm, params.voxel_size)
     t1_bias = bias_field(rng, params.shape, params.bias_sd)
-    dwi = simulate_dwi(anatomy, fibres, dwi_bias, dscale, params, generator)
-    # Microstructure that slows diffusion (myelin) brightens the T1w: the T1w sees the same
-    # heterogeneity as the DWI, as real anatomy does.
-    t1 = simulate_t1(anatomy, t1_bias * dscale ** (-params.t1_coupling), params, generator)
+    return SubjectDraw(anatomy, fibres, dwi_bias, dscale, t1_bias, generator)
+
+
+def subject_t1(draw: SubjectDraw, params: PhantomParams) -> np.ndarray:
+    """The subject's T1w (int16). Microstructure that slows diffusion (myelin) brightens it: the
+    T1w sees the same heterogeneity as the DWI, as real anatomy does."""
+    bias = draw.t1_bias * draw.dscale ** (-params.t1_coupling)
+    return simulate_t1(draw.anatomy, bias, params, draw.generator)
+
+
+def generate_subject(index: int, seed: int, params: PhantomParams) -> Subject:
+    """Simulate subject ``index`` of the cohort seeded by ``seed``."""
+    draw = draw_subject(index, seed, params)
+    dwi = simulate_dwi(draw.tissue(), draw.anatomy.mask, params, draw.generator)
     gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
-    return Subject(subject_name(index), dwi, t1, gtab, anatomy, fibres)
+    return Subject(subject_name(index), dwi, subject_t1(draw, params), gtab, draw.anatomy, draw.fibres)
 
 
 def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> None:

@@ -25,7 +25,6 @@ from dipy.reconst.dti import tensor_prediction
 from scipy import ndimage
 
 from csrdmri.phantom.anatomy import Anatomy
-from csrdmri.phantom.fibres import Fibres
 from csrdmri.phantom.params import PhantomParams
 
 #: Noise is added within this distance of the brain (skull and scalp carry noise, air is 0).
@@ -99,26 +98,24 @@ def rician(signal: torch.Tensor, sigma: float, generator: torch.Generator) -> to
 
 
 def simulate_dwi(
-    anatomy: Anatomy,
-    fibres: Fibres,
-    bias: np.ndarray,
-    dscale: np.ndarray,
+    tissue: dict[str, np.ndarray],
+    mask: np.ndarray,
     params: PhantomParams,
     generator: torch.Generator,
+    noise: bool = True,
 ) -> np.ndarray:
     """The 4D DWI series, shape (X, Y, Z, V), int16 (rounded; scanner-like integer units).
 
-    ``bias`` multiplies the signal, ``dscale`` the diffusivities (both (X, Y, Z))."""
+    ``tissue``: per brain voxel arrays of :func:`brain_signal` for the voxels of ``mask``
+    (X, Y, Z) in C order. ``noise=False`` gives the noise-free signal (the generator is not
+    used), against which resolution can be scored apart from denoising.
+    """
     gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
     n_vol = len(gtab.bvals)
-    head = head_region(anatomy.mask, params.voxel_size)
-    in_brain = anatomy.mask[head]  # brain voxels among head voxels, in the same (C) order
+    head = head_region(mask, params.voxel_size)
+    in_brain = mask[head]  # brain voxels among head voxels, in the same (C) order
     brain_rows = np.cumsum(in_brain) - 1
     head_flat = np.flatnonzero(head)
-    mask = anatomy.mask
-    tissue = {"wm": anatomy.wm[mask], "gm": anatomy.gm[mask], "csf": anatomy.csf[mask]}
-    tissue.update(bias=bias[mask], dscale=dscale[mask])
-    tissue.update(frame=fibres.frame, f2=fibres.f2)
     out = np.zeros((head.size, n_vol), dtype=np.int16)
     sigma = params.s0_wm / params.snr
     for start in range(0, len(head_flat), CHUNK):
@@ -128,9 +125,9 @@ def simulate_dwi(
         if brain.any():
             rows = brain_rows[sel][brain]
             chunk[brain] = brain_signal(tissue, params, gtab, slice(rows[0], rows[-1] + 1))
-        noisy = rician(torch.from_numpy(chunk), sigma, generator)
+        noisy = rician(torch.from_numpy(chunk), sigma, generator) if noise else torch.from_numpy(chunk)
         out[head_flat[sel]] = torch.round(noisy).clamp_(max=np.iinfo(np.int16).max).numpy().astype(np.int16)
-    return out.reshape((*anatomy.mask.shape, n_vol))
+    return out.reshape((*mask.shape, n_vol))
 
 
 def simulate_t1(

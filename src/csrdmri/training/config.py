@@ -135,4 +135,3 @@ def preset_for(preset: str, model: str | None = None) -> TrainConfig:
     config = replace(config, model=model, model_overrides=overrides, fft_weight=0.0)
     scale = fixed_scale(model)
     return config if scale is None else replace(config, scale_range=(scale, scale))
-

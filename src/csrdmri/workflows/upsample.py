@@ -7,6 +7,7 @@ reported in a moment rather than after gigabytes of I/O.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,15 @@ from nibabel.affines import voxel_sizes
 from csrdmri.core.errors import InputError, about
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.motion import warn_if_moved
+from csrdmri.dmri.preprocess import DEFAULT_SHELL
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.output import check_output, check_size, upsample_to_file
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi, load_image
 from csrdmri.weights import DEFAULT_MODEL
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,16 @@ def upsample_dataset(
     series = load_dwi(paths, img)
     scan = None
     if up.model is not None:
-        scan = PreparedScan.prepare(series, t1=paths.t1 if up.uses_t1 else None)
+        scan = PreparedScan.prepare(
+            series, t1=paths.t1 if up.reads_t1 else None, shell=None if up.joint else DEFAULT_SHELL
+        )
+        if up.reads_t1 and not up.uses_t1:
+            guide = (
+                f"guided by the T1w {paths.t1}"
+                if scan.t1 is not None
+                else "without a T1w (none given or found)"
+            )
+            log.info("model %s runs %s", model, guide)
         with about(paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
             warn_if_moved(series, scan.shell)
     upsample_to_file(series, grid, up, out, scan, options)

@@ -1,0 +1,105 @@
+"""The joint q-space model: every direction of a shell in one pass, as SH corrections.
+
+Per shell, the encoder (an RDN) reads the LR S/S0 as real symmetric SH coefficient maps
+(:mod:`csrdmri.dmri.sh`, 28 channels, orders above the shell's 0) with constant maps of the
+b-value (/1000 s/mm²) and of the SH order (/6), plus the T1w on the LR grid and a map saying
+whether there is one (zeros without a T1w: one model for both, trained with T1w dropout). The
+decoder, an MLP of [latent sampled trilinearly at the query, the query's offset from its
+nearest LR voxel (LIIF's local code)], returns 28 SH coefficients Δc of the *correction* of the
+cubic interpolation, in S/S0. The caller writes, for each direction ``g`` of the shell::
+
+    DWI_g↑ = cubic(DWI_g) + cubic(mean b0) · Y(g) · Δc
+
+so a model that predicts nothing returns cubic interpolation exactly (the head starts at 0),
+and the encoder and decoder run once per shell, whatever its number of directions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from csrdmri.core.grid import grid_sample_order, unnormalized
+from csrdmri.dmri.sh import MAX_ORDER, n_coefficients
+from csrdmri.models import register
+from csrdmri.models.inr import ImplicitMLP, local_code
+from csrdmri.models.rdn import RDN, Interior
+
+#: Channels of the conditioning maps after the coefficients: b-value, SH order.
+CONDITIONING = 2
+#: Channels the model adds itself: the T1w and whether it is present.
+T1_CHANNELS = 2
+#: b-values are given to the encoder in units of this (s/mm²).
+B_UNIT = 1000.0
+
+
+def shell_input(coefficients: np.ndarray, bvalue: float, order: int) -> np.ndarray:
+    """The encoder's input of one shell: ``coefficients`` (28, X, Y, Z) of the LR S/S0, with the
+    b-value and order maps appended -> (30, X, Y, Z) float32."""
+    shape = coefficients.shape[1:]
+    maps = [np.full(shape, bvalue / B_UNIT, np.float32), np.full(shape, order / MAX_ORDER, np.float32)]
+    return np.concatenate([coefficients.astype(np.float32, copy=False), np.stack(maps)])
+
+
+@register("qspace")
+class QSpaceINR(nn.Module):
+    """RDN encoder over one shell's SH maps (+ T1w) and an MLP decoding SH corrections.
+
+    Parameters
+    ----------
+    latent, g0, growth, blocks, layers : int
+        RDN encoder sizes (see :class:`csrdmri.models.rdn.RDN`).
+    width, depth, skip_at : int
+        Decoder MLP width, hidden layers and the layer receiving the input skip.
+    """
+
+    uses_t1 = False  # a T1w is not required ...
+    optional_t1 = True  # ... but used when given
+    joint = True  # one pass per shell (csrdmri.inference.joint)
+    coord = "local"
+    residual = False  # the caller adds the cubic interpolation of each DWI (module docstring)
+
+    def __init__(
+        self,
+        latent: int = 64,
+        g0: int = 32,
+        growth: int = 32,
+        blocks: int = 4,
+        layers: int = 3,
+        width: int = 256,
+        depth: int = 5,
+        skip_at: int = 3,
+    ) -> None:
+        super().__init__()
+        self.coefficients = n_coefficients(MAX_ORDER)
+        inputs = self.coefficients + CONDITIONING + T1_CHANNELS
+        self.encoder = RDN(inputs, latent, g0, growth, blocks, layers)
+        self.decoder = ImplicitMLP(latent + 3, width, depth, skip_at, out_features=self.coefficients)
+        nn.init.zeros_(self.decoder.head.weight)
+        nn.init.zeros_(self.decoder.head.bias)
+
+    def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
+        """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30, X, Y, Z) and the
+        T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides."""
+        present = torch.ones_like(lr[:, :1]) if t1 is not None else torch.zeros_like(lr[:, :1])
+        anatomy = t1 if t1 is not None else torch.zeros_like(lr[:, :1])
+        return self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)
+
+    def code(self, index: torch.Tensor, n: int | tuple[int, ...]) -> torch.Tensor:
+        """Offset of continuous LR indices from their nearest LR voxel (``n`` is not needed)."""
+        return local_code(index)
+
+    def decode_sampled(self, sampled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """SH corrections (..., 28) from latent features (..., latent) at the queries and their
+        codes (..., 3)."""
+        return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))
+
+    def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """SH corrections (B, N, 28) at normalised coordinates ``coords`` (B, N, 3), (x, y, z)."""
+        grid = grid_sample_order(coords)[:, :, None, None, :]
+        sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        sampled = sampled[:, :, :, 0, 0].transpose(1, 2)
+        shape = tuple(features.shape[-3:])
+        return self.decode_sampled(sampled, self.code(unnormalized(coords, shape), shape))

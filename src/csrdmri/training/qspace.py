@@ -1,0 +1,193 @@
+"""Training of the joint q-space model on phantom acquisitions simulated on the fly.
+
+The loss is what users consume: L1 of every DWI of the sample's shell in raw intensity
+(divided by the patch's mean b0 only so that samples compare), at random HR voxels, where the
+output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspace`).
+Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
+interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR).
+Checkpoints (``last.safetensors`` every ``checkpoint_every`` steps and at the end,
+``best.safetensors`` on the best validation) hold the optimiser and scheduler, and every batch
+depends only on (seed, step): ``resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from csrdmri.core.errors import InputError
+from csrdmri.models import build_model
+from csrdmri.models.checkpoint import load_model, load_training_state, read_meta, save_checkpoint
+from csrdmri.phantom.params import PhantomParams
+from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SAMPLES = 24
+
+
+@dataclass
+class QSpaceConfig:
+    """Options of a q-space training run (recorded in every checkpoint)."""
+
+    steps: int = 6000
+    batch: int = 4
+    lr: float = 3e-4
+    lr_size: int = 12  # LR patch side
+    scale_range: tuple[float, float] = (1.6, 3.2)
+    queries: int = 2048  # HR voxels scored per sample
+    t1_dropout: float = 0.3  # share of steps trained without the T1w
+    subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
+    seed: int = 0
+    voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
+    checkpoint_every: int = 250
+    model: dict = field(default_factory=lambda: {"architecture": "qspace"})
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.subjects < 1 or self.queries < 1:
+            raise InputError("steps, batch, subjects and queries must be at least 1")
+        if not 0.0 <= self.t1_dropout <= 1.0:
+            raise InputError(f"T1w dropout must be within 0..1, got {self.t1_dropout}", "t1_dropout")
+
+
+def raw_output(model: torch.nn.Module, features: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
+    """Per sample, the model's HR DWIs (Q, K) at its queries (in the sample's units)."""
+    coords = torch.from_numpy(np.stack([s.coords for s in samples]))
+    corrections = model.decode(features, coords)  # (B, Q, 28)
+    return [
+        torch.from_numpy(s.cubic) + torch.from_numpy(s.s0)[:, None] * (c @ torch.from_numpy(s.basis).T)
+        for s, c in zip(samples, corrections, strict=True)
+    ]
+
+
+def encode(model: torch.nn.Module, samples: list[Sample]) -> torch.Tensor:
+    inputs = torch.from_numpy(np.stack([s.inputs for s in samples]))
+    t1 = None if samples[0].t1 is None else torch.from_numpy(np.stack([s.t1 for s in samples]))
+    return model.encode(inputs, t1)
+
+
+def draw_batch(
+    subjects: list[SimulatedSubject], config: QSpaceConfig, rng: np.random.Generator, with_t1: bool
+) -> list[Sample]:
+    samples: list[Sample] = []
+    while len(samples) < config.batch:
+        subject = subjects[rng.integers(len(subjects))]
+        sample = draw_sample(subject, rng, config.lr_size, config.scale_range, config.queries, with_t1)
+        if sample is not None:
+            samples.append(sample)
+    return samples
+
+
+def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, float]:
+    """Mean L1 ratio to cubic and the raw MSE gain over cubic (dB) on the validation batches."""
+    errors = {"l1": 0.0, "l1_cubic": 0.0, "mse": 0.0, "mse_cubic": 0.0}
+    with torch.no_grad():
+        for samples in batches:
+            for s, out in zip(samples, raw_output(model, encode(model, samples), samples), strict=True):
+                target = torch.from_numpy(s.target)
+                errors["l1"] += float((out - target).abs().mean())
+                errors["l1_cubic"] += float(np.abs(s.cubic - s.target).mean())
+                errors["mse"] += float(((out - target) ** 2).mean())
+                errors["mse_cubic"] += float(((s.cubic - s.target) ** 2).mean())
+    return {
+        "val_l1_ratio": errors["l1"] / errors["l1_cubic"],
+        "val_gain_db": 10.0 * float(np.log10(errors["mse_cubic"] / errors["mse"])),
+    }
+
+
+def _start(out: Path, config: QSpaceConfig, resume: bool):
+    """Model, optimiser, scheduler and first step: new, or from ``out/last.safetensors``."""
+    last = out / "last.safetensors"
+    if resume:
+        if not last.exists():
+            raise InputError(f"nothing to resume in {out}: no last.safetensors", "resume")
+        model, meta = load_model(last)
+        step, best = int(meta["step"]), float(meta.get("best_gain_db", -np.inf))
+    else:
+        if last.exists():
+            raise InputError(f"{out} already holds a run; resume it or choose another folder", "out")
+        torch.manual_seed(config.seed)
+        model, step, best = build_model(config.model), 0, -np.inf
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps, eta_min=config.lr / 10)
+    if resume:
+        load_training_state(last, optimizer, scheduler)
+        scheduler.T_max = config.steps  # a run extended by more steps decays over its new length
+    return model, optimizer, scheduler, step, best
+
+
+def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int) -> list[Sample]:
+    """The batch of ``step`` (depends only on the seed and the step)."""
+    rng = np.random.default_rng([config.seed, step])
+    return draw_batch(subjects, config, rng, with_t1=rng.random() >= config.t1_dropout)
+
+
+def optimise(model, optimizer, scheduler, samples: list[Sample]) -> float:
+    """One optimisation step on ``samples``; returns the loss."""
+    model.train()
+    outputs = raw_output(model, encode(model, samples), samples)
+    errors = [(o - torch.from_numpy(s.target)).abs().mean() for o, s in zip(outputs, samples, strict=True)]
+    loss = torch.stack(errors).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[str, float]:
+    """Train (or resume) the q-space run in ``out``; returns the last validation scores."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        saved = read_meta(out / "last.safetensors").get("training", {})
+        config = QSpaceConfig(**{**saved, "steps": config.steps, "scale_range": tuple(saved["scale_range"])})
+    model, optimizer, scheduler, step, best = _start(out, config, resume)
+    params = PhantomParams(voxel_size=config.voxel_size)
+    subjects = [
+        SimulatedSubject.draw(i, config.seed, params) for i in tqdm(range(config.subjects), desc="subjects")
+    ]
+    held_out = SimulatedSubject.draw(config.subjects, config.seed, params)
+    val_rng = np.random.default_rng([config.seed, 10**9])
+    val_batches = [
+        draw_batch([held_out], config, val_rng, with_t1=i % 2 == 0)
+        for i in range(VALIDATION_SAMPLES // config.batch)
+    ]
+    scores: dict[str, float] = {}
+    started = time.monotonic()
+    bar = tqdm(range(step, config.steps), desc="training", initial=step, total=config.steps)
+    # The next batch is simulated in a thread while the model trains on this one.
+    with open(out / "log.csv", "a", newline="") as handle, ThreadPoolExecutor(max_workers=1) as simulator:
+        writer = csv.writer(handle)
+        upcoming = simulator.submit(step_batch, subjects, config, step)
+        for step in bar:
+            samples = upcoming.result()
+            if step + 1 < config.steps:
+                upcoming = simulator.submit(step_batch, subjects, config, step + 1)
+            loss = optimise(model, optimizer, scheduler, samples)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            done = step + 1
+            if done % config.checkpoint_every and done != config.steps:
+                continue
+            model.eval()
+            scores = validate(model, val_batches)
+            meta = {"model": config.model, "training": asdict(config), "step": done, **scores}
+            if scores["val_gain_db"] > best:
+                best = scores["val_gain_db"]
+                save_checkpoint(out / "best.safetensors", model, meta)
+            save_checkpoint(
+                out / "last.safetensors", model, {**meta, "best_gain_db": best}, optimizer, scheduler
+            )
+            elapsed = time.monotonic() - started
+            writer.writerow([done, f"{loss:.5f}", *(f"{v:.5f}" for v in scores.values()), f"{elapsed:.0f}"])
+            handle.flush()
+    return scores

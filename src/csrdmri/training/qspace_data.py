@@ -1,0 +1,168 @@
+"""Training samples of the joint q-space model, simulated on the fly from phantom subjects.
+
+Each sample is a new acquisition of a random patch of a phantom subject
+(:mod:`csrdmri.phantom`): a shell of b ∈ [``B_RANGE``] s/mm² with a random number of
+directions (a dispersed set under a random rotation), 1–4 b0s, Rician noise of a random SNR at
+the HR voxel size. The HR patch (n³, n = round(L·s)) is what is scored; the LR input is its
+cubic B-spline downsampling to L³ (the paper's degradation, every volume alike). From it the
+sample carries what inference computes on a scan: the mean b0 and 1/S0 inside the dilated
+mask, the SH fit of the LR S/S0, the cubic upsampling of each DWI and of the mean b0, and the
+T1w downsampled onto the LR grid. Everything is drawn from ``numpy.random.default_rng([seed,
+step])``, so a resumed run sees the samples an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from dipy.core.gradients import gradient_table
+from dipy.core.sphere import HemiSphere, disperse_charges
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from csrdmri.core.grid import normalized, source_index
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
+from csrdmri.dmri.sh import order_for, sh_matrices
+from csrdmri.models.qspace import shell_input
+from csrdmri.phantom.cohort import draw_subject, subject_t1
+from csrdmri.phantom.params import PhantomParams
+from csrdmri.phantom.signal import brain_signal, head_region
+
+B_RANGE = (500.0, 3000.0)
+#: Direction counts a sample's shell may have (every SH order, common protocols).
+DIRECTION_COUNTS = (6, 8, 10, 12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 64)
+SNR_RANGE = (8.0, 40.0)  # HR b0 SNR in white matter
+MARGIN = 2  # LR voxels by which the brain mask is dilated (inference's default)
+
+
+@dataclass
+class SimulatedSubject:
+    """A phantom subject ready for patch simulation."""
+
+    params: PhantomParams
+    tissue: dict[str, np.ndarray]  # per brain voxel arrays (mask C order)
+    rows: np.ndarray  # (X, Y, Z) int32: the voxel's row in ``tissue``, -1 outside the brain
+    head: np.ndarray  # (X, Y, Z) bool: where the image carries noise
+    t1: np.ndarray  # (X, Y, Z) float32, normalised in the brain
+    centres: np.ndarray  # (M, 3) brain voxels patches are centred on
+
+    @classmethod
+    def draw(cls, index: int, seed: int, params: PhantomParams) -> SimulatedSubject:
+        draw = draw_subject(index, seed, params)
+        mask = draw.anatomy.mask
+        rows = np.full(mask.shape, -1, np.int32)
+        rows[mask] = np.arange(int(mask.sum()), dtype=np.int32)
+        t1 = normalise_t1(subject_t1(draw, params).astype(np.float32), mask)
+        centres = np.argwhere(mask)[::97]
+        return cls(params, draw.tissue(), rows, head_region(mask, params.voxel_size), t1, centres)
+
+
+@dataclass
+class Sample:
+    """One simulated LR/HR pair of one shell; arrays float32 unless said otherwise.
+
+    ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``coords``
+    (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
+    ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
+    ``basis`` (K, 28) the SH synthesis matrix of the shell's directions — all intensities
+    divided by the LR mean b0 of the brain, so that losses compare across samples.
+    """
+
+    inputs: np.ndarray
+    t1: np.ndarray | None
+    coords: np.ndarray
+    target: np.ndarray
+    cubic: np.ndarray
+    s0: np.ndarray
+    basis: np.ndarray
+
+
+@functools.cache
+def dispersed(n: int) -> np.ndarray:
+    """``n`` directions spread over the hemisphere by electrostatic repulsion (DIPY), (n, 3)."""
+    start = np.random.default_rng(n).normal(size=(n, 3))
+    hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1, keepdims=True)), 300)
+    return hemi.vertices
+
+
+def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, float]:
+    """A shell's b-value, its directions (K, 3), the number of b0s and the HR SNR."""
+    bvalue = float(rng.uniform(*B_RANGE))
+    directions = Rotation.random(random_state=rng).apply(dispersed(int(rng.choice(DIRECTION_COUNTS))))
+    return bvalue, directions, int(rng.integers(1, 5)), float(rng.uniform(*SNR_RANGE))
+
+
+def simulate_patch(
+    subject: SimulatedSubject, box: tuple[slice, ...], bvals: np.ndarray, bvecs: np.ndarray, snr: float, rng
+) -> np.ndarray:
+    """The noisy HR signal (n, n, n, V) of ``box`` for the b-table (``bvals``, ``bvecs``)."""
+    gtab = gradient_table(bvals, bvecs=bvecs)
+    rows = subject.rows[box]
+    out = np.zeros((*rows.shape, len(bvals)), np.float32)
+    inside = rows >= 0
+    if inside.any():
+        out[inside] = brain_signal(subject.tissue, subject.params, gtab, rows[inside])
+    sigma = subject.params.s0_wm / snr
+    noise = rng.standard_normal(size=(2, *out.shape), dtype=np.float32) * np.float32(sigma)
+    noisy = np.sqrt((out + noise[0]) ** 2 + noise[1] ** 2)
+    return np.where(subject.head[box][..., None], noisy, 0.0).astype(np.float32)
+
+
+def patch_box(subject: SimulatedSubject, n: int, rng: np.random.Generator) -> tuple[slice, ...]:
+    """An n³ box around a random brain voxel, inside the subject's grid."""
+    centre = subject.centres[rng.integers(len(subject.centres))]
+    shape = subject.rows.shape
+    start = [int(np.clip(c - n // 2, 0, s - n)) for c, s in zip(centre, shape, strict=True)]
+    return tuple(slice(a, a + n) for a in start)
+
+
+def draw_sample(
+    subject: SimulatedSubject,
+    rng: np.random.Generator,
+    lr_size: int,
+    scale_range: tuple[float, float],
+    queries: int,
+    with_t1: bool,
+) -> Sample | None:
+    """One simulated sample (None when the patch holds too little brain to normalise)."""
+    n = round(float(lr_size * rng.uniform(*scale_range)))
+    box = patch_box(subject, n, rng)
+    bvalue, directions, n_b0, snr = draw_protocol(rng)
+    k = len(directions)
+    bvals = np.r_[np.zeros(n_b0), np.full(k, bvalue)]
+    bvecs = np.r_[np.tile([[1.0, 0.0, 0.0]], (n_b0, 1)), directions]
+    hr = simulate_patch(subject, box, bvals, bvecs, snr, rng)
+    lr = resample(hr, (lr_size,) * 3)
+    lr_mask = resample((subject.rows[box] >= 0).astype(np.float32), (lr_size,) * 3) > 0.5
+    if lr_mask.sum() < 8:
+        return None
+    b0 = lr[..., :n_b0].mean(axis=-1)
+    region = ndimage.binary_dilation(lr_mask, iterations=MARGIN)
+    reciprocal = b0_reciprocal(b0, region, floor=B0_FLOOR * float(np.percentile(b0[lr_mask], 99)))
+    order = order_for(k)
+    fit, basis = sh_matrices(directions, order)
+    ratio = lr[..., n_b0:] * reciprocal[..., None]
+    inputs = shell_input(np.moveaxis(ratio @ fit, -1, 0), bvalue, order)
+    where = resample((reciprocal > 0).astype(np.float32), (n,) * 3, order=0) > 0.5
+    picked = np.argwhere(where)
+    if len(picked) == 0:
+        return None
+    picked = picked[rng.choice(len(picked), size=queries, replace=len(picked) < queries)]
+    index = tuple(picked.T)
+    scale = float(np.mean(b0[lr_mask]))
+    cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
+    s0 = np.maximum(resample(b0, (n,) * 3)[index], 0.0) / scale
+    coords = normalized(np.stack([source_index(lr_size, n)[i] for i in index], axis=-1), lr_size)
+    t1 = resample(subject.t1[box], (lr_size,) * 3)[None] if with_t1 else None
+    return Sample(
+        inputs,
+        t1,
+        coords.astype(np.float32),
+        hr[index][:, n_b0:] / scale,
+        cubic.astype(np.float32),
+        s0.astype(np.float32),
+        basis.astype(np.float32),
+    )

@@ -1,0 +1,174 @@
+"""The joint q-space model: SH fits, whole-shell inference, training on simulated acquisitions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import gradients, oblique_affine, write_dwi
+from dipy.core.gradients import gradient_table
+from dipy.core.sphere import Sphere
+from dipy.reconst.shm import sf_to_sh, sh_to_sf
+
+from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.dmri.sh import order_for, sh_matrices
+from csrdmri.inference.series import upsample_series
+from csrdmri.inference.tiling import predict_tiles
+from csrdmri.inference.upsampler import Upsampler
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi
+from csrdmri.models import build_model
+from csrdmri.models.checkpoint import save_checkpoint
+from csrdmri.models.qspace import shell_input
+
+TINY_QSPACE = {
+    "architecture": "qspace",
+    "latent": 8,
+    "g0": 8,
+    "growth": 8,
+    "blocks": 2,
+    "layers": 2,
+    "width": 16,
+    "depth": 3,
+    "skip_at": 1,
+}
+
+
+def multishell(tmp_path, shells=((1000.0, 8), (2000.0, 15), (3000.0, 5)), seed=0):
+    """A 12×11×9 oblique series: 2 b0s, then the given shells (b, directions) interleaved."""
+    rng = np.random.default_rng(seed)
+    bvals, bvecs = [np.zeros(2)], [np.zeros((2, 3))]
+    for i, (b, n) in enumerate(shells):
+        bv, vec = gradients(0, n, b, seed=seed + i)
+        bvals.append(bv)
+        bvecs.append(vec)
+    bvals, bvecs = np.concatenate(bvals), np.concatenate(bvecs)
+    order = np.r_[0, rng.permutation(np.arange(1, len(bvals)))]  # volumes of shells interleaved
+    bvals, bvecs = bvals[order], bvecs[order]
+    shape = (12, 11, 9)
+    base = 600 + 400 * rng.random(shape)
+    fibre = rng.normal(size=(*shape, 3))
+    fibre /= np.linalg.norm(fibre, axis=-1, keepdims=True)
+    cos2 = np.einsum("xyzc,vc->xyzv", fibre, bvecs) ** 2
+    data = base[..., None] * np.exp(-bvals * 1e-3 * (0.3 + 1.2 * cos2))
+    data += rng.normal(0, 5, data.shape)
+    path = write_dwi(tmp_path / "in", np.maximum(data, 0).astype(np.float32), oblique_affine(), bvals, bvecs)
+    return load_dwi(find_dataset(path))
+
+
+def joint_upsampler(tmp_path, zero: bool, seed: int = 0) -> Upsampler:
+    torch.manual_seed(seed)
+    model = build_model(TINY_QSPACE)
+    if not zero:
+        torch.nn.init.normal_(model.decoder.head.weight, std=0.02)
+    path = tmp_path / ("zero.safetensors" if zero else "random.safetensors")
+    save_checkpoint(path, model, {"model": TINY_QSPACE})
+    return Upsampler.load(str(path))
+
+
+def run_series(series, up, scale=2.0):
+    grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(scale,) * 3)
+    scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
+    out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
+    upsample_series(series, grid, up, out, scan)
+    return out
+
+
+def test_sh_fit_and_synthesis_equal_dipys():
+    rng = np.random.default_rng(1)
+    directions = rng.normal(size=(20, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    signal = rng.random((7, 20))
+    fit, basis = sh_matrices(directions, 4)
+    sphere = Sphere(xyz=directions)
+    ours = signal @ fit
+    theirs = sf_to_sh(signal, sphere, sh_order_max=4, basis_type="descoteaux07", legacy=False, smooth=0.006)
+    np.testing.assert_allclose(ours[:, :15], theirs, atol=1e-10)
+    assert not ours[:, 15:].any()
+    synth = sh_to_sf(theirs, sphere, sh_order_max=4, basis_type="descoteaux07", legacy=False)
+    np.testing.assert_allclose(ours @ basis.T, synth, atol=1e-10)
+    assert [order_for(n) for n in (6, 14, 15, 27, 28, 90)] == [2, 2, 4, 4, 6, 6]
+
+
+def test_zero_correction_is_cubic_for_every_shell(tmp_path, caplog):
+    series = multishell(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        joint = run_series(series, joint_upsampler(tmp_path, zero=True))
+    cubic = run_series(series, Upsampler.load("tricubic"))
+    np.testing.assert_allclose(joint, cubic, atol=1e-4)
+    assert any("b = 3000" in r.getMessage() and "5 direction" in r.getMessage() for r in caplog.records)
+
+
+def test_five_direction_shell_stays_cubic_and_the_others_change(tmp_path):
+    series = multishell(tmp_path)
+    joint = run_series(series, joint_upsampler(tmp_path, zero=False))
+    cubic = run_series(series, Upsampler.load("tricubic"))
+    bvals = series.gtab.bvals
+    for b, changed in ((0, False), (1000, True), (2000, True), (3000, False)):
+        volumes = np.flatnonzero(np.abs(bvals - b) < 50)
+        differs = np.abs(joint[..., volumes] - cubic[..., volumes]).max() > 1e-3
+        assert differs == changed, b
+
+
+def test_permuting_the_volumes_permutes_the_output(tmp_path):
+    series = multishell(tmp_path, shells=((1000.0, 10), (2500.0, 16)))
+    up = joint_upsampler(tmp_path, zero=False)
+    order = np.r_[0, 1, np.random.default_rng(3).permutation(np.arange(2, series.data.shape[3]))]
+    gtab = gradient_table(series.gtab.bvals[order], bvecs=series.gtab.bvecs[order])
+    permuted = replace(series, data=series.data[..., order], gtab=gtab)
+    np.testing.assert_allclose(run_series(permuted, up), run_series(series, up)[..., order], atol=1e-4)
+
+
+def test_tiles_decode_what_the_untiled_model_decodes():
+    torch.manual_seed(0)
+    model = build_model(TINY_QSPACE).eval()
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.1)
+    rng = np.random.default_rng(0)
+    inputs = shell_input(rng.random((28, 16, 15, 14)).astype(np.float32), 1500.0, 4)
+    t1 = rng.random((16, 15, 14)).astype(np.float32)
+    shape = (32, 30, 28)
+    whole = np.zeros((*shape, 28), np.float32)
+    tiled = np.zeros_like(whole)
+    for out, tile in ((whole, 200), (tiled, 24)):
+        for box, selected, values in predict_tiles(model, inputs, t1, shape, tile=tile):
+            out[box][selected] = values
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    with torch.no_grad():
+        from csrdmri.core.grid import dst_grid_normalized
+
+        coords = torch.from_numpy(dst_grid_normalized(shape)).reshape(1, -1, 3)
+        t = lambda a: torch.from_numpy(a)[None] if a.ndim == 4 else torch.from_numpy(a)[None, None]  # noqa: E731
+        direct = model.decode(model.encode(t(inputs), t(t1)), coords)[0].reshape(*shape, 28).numpy()
+    np.testing.assert_allclose(whole, direct, atol=1e-5)
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from csrdmri.training import qspace
+
+    small = {"steps": 4, "batch": 2, "queries": 64, "lr_size": 8, "subjects": 1, "voxel_size": 3.0}
+    config = qspace.QSpaceConfig(**small, checkpoint_every=2, model=TINY_QSPACE)
+    straight = qspace.train_qspace(tmp_path / "a", config)
+    optimise, calls = qspace.optimise, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return optimise(*args)
+
+    monkeypatch.setattr(qspace, "optimise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        qspace.train_qspace(tmp_path / "b", config)
+    monkeypatch.setattr(qspace, "optimise", optimise)
+    resumed = qspace.train_qspace(tmp_path / "b", config, resume=True)
+    assert resumed == pytest.approx(straight, rel=1e-9)
+    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
+    assert abs(straight["val_gain_db"]) < 0.5  # a zero head starts at cubic; 4 steps move little
+    assert (tmp_path / "a" / "best.safetensors").exists()
