@@ -172,3 +172,15 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
     assert abs(straight["val_gain_db"]) < 0.5  # a zero head starts at cubic; 4 steps move little
     assert (tmp_path / "a" / "best.safetensors").exists()
+
+
+def test_train_command_routes_the_qspace_model(tmp_path):
+    from conftest import assert_user_error, run
+
+    assert_user_error(run("train", "--out", tmp_path / "a"), "training needs data")
+    result = run("train", "--model", "csr-qspace", "--data", tmp_path, "--out", tmp_path / "b")
+    assert_user_error(result, "simulates its training data", "--data")
+    config = tmp_path / "options.json"
+    config.write_text('{"epochs": 3}')
+    result = run("train", "--model", "csr-qspace", "--config", config, "--out", tmp_path / "c")
+    assert_user_error(result, "unknown csr-qspace training option(s): epochs")

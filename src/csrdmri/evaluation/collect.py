@@ -5,8 +5,9 @@ degraded then super-resolved back (:mod:`csrdmri.evaluation.volume_protocol`).""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from csrdmri.evaluation.volume_protocol import VolumeCase, subset_series, volume
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
 from csrdmri.io.nifti import load_dwi
+from csrdmri.phantom.cohort import draw_subject
+from csrdmri.phantom.params import PhantomParams
+from csrdmri.phantom.signal import simulate_dwi
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,15 +154,33 @@ def _protocol_record(
 
 def _volume_cases(
     request: EvaluationRequest,
+    cohort: Path | None,
     datasets: dict[str, DatasetPaths],
     scales: Sequence[float],
     progress: Callable[[str], None],
 ) -> list[VolumeCase]:
     cases: list[VolumeCase] = []
     for name, paths in datasets.items():
-        series = subset_series(load_dwi(paths), request.directions)
-        cases += volume_protocol(name, series, request.methods, list(scales), request.options, progress)
+        full = load_dwi(paths)
+        series = subset_series(full, request.directions)
+        reference = None
+        if cohort is not None:  # a phantom subject: also scored against its noise-free signal
+            reference = subset_series(replace(full, data=noise_free(cohort, name)), request.directions).data
+        cases += volume_protocol(
+            name, series, request.methods, list(scales), request.options, progress, reference
+        )
     return cases
+
+
+def noise_free(cohort: Path, name: str) -> np.ndarray:
+    """The noise-free series (X, Y, Z, V) of phantom subject ``name`` of ``cohort``, rebuilt from
+    its seed and parameters (``cohort.json``): the signal before Rician noise, rounded."""
+    manifest = json.loads((Path(cohort) / "cohort.json").read_text())
+    values = dict(manifest["parameters"])
+    values["fov_mm"] = tuple(values["fov_mm"])
+    params = PhantomParams(**values)
+    draw = draw_subject(manifest["subjects"].index(name), manifest["seed"], params)
+    return simulate_dwi(draw.tissue(), draw.anatomy.mask, params, draw.generator, noise=False)
 
 
 def run_protocols(request: EvaluationRequest) -> EvaluationResults:
@@ -199,8 +221,8 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
                 progress,
                 examples,
             )
-        volume_cases = _volume_cases(request, volumes, request.volume_scales, progress)
-        real_cases = _volume_cases(request, scans, request.real_scales, progress)
+        volume_cases = _volume_cases(request, cohort, volumes, request.volume_scales, progress)
+        real_cases = _volume_cases(request, None, scans, request.real_scales, progress)
     plural = "s" if len(subjects) != 1 else ""
     return EvaluationResults(
         methods=request.methods,

@@ -86,9 +86,10 @@ def _cases_section(kind: str, cases: list[VolumeCase], figures: list[CaseFigures
         "",
         f"## {title}",
         "",
-        note + " Scored inside the truth's brain mask over every evaluated b ≈ 1000 volume: "
-        f"the intensities as written (raw; data range: the {RAW_RANGE:g}th percentile of the truth's "
-        "mean b0 in the mask), and S/S0 with each output divided by its own mean b0.",
+        note + " Scored inside the truth's brain mask over every evaluated diffusion-weighted volume "
+        f"(every shell): the intensities as written (raw; data range: the {RAW_RANGE:g}th percentile "
+        "of the truth's mean b0 in the mask; on phantoms also against the noise-free signal), and "
+        "S/S0 with each output divided by its own mean b0.",
         "",
         volume_table(cases),
         "",

@@ -113,6 +113,7 @@ class VolumeScores:
     example: np.ndarray  # S/S0 of the first diffusion-weighted volume (X, Y, Z), for figures
     raw_psnr: list[float] = field(default_factory=list)  # per volume, intensities as written, dB
     raw_ssim: list[float] = field(default_factory=list)
+    clean_psnr: list[float] = field(default_factory=list)  # raw, against the noise-free signal
 
     def summary(self) -> dict:
         raw = {}
@@ -123,6 +124,8 @@ class VolumeScores:
                 "raw_ssim_mean": float(np.mean(self.raw_ssim)),
                 "raw_ssim_std": float(np.std(self.raw_ssim)),
             }
+        if self.clean_psnr:
+            raw["clean_psnr_mean"] = float(np.mean(self.clean_psnr))
         return {
             "psnr_mean": float(np.mean(self.psnr)),
             "psnr_std": float(np.std(self.psnr)),
@@ -158,10 +161,13 @@ def volume_protocol(
     scales: list[float],
     options: Options | None = None,
     progress: Callable[[str], None] | None = None,
+    reference: np.ndarray | None = None,
 ) -> list[VolumeCase]:
     """Score each method (by label) on ``series`` as the truth
     at each scale; methods needing a T1w are skipped (and said so) when the dataset has none.
-    A dataset that trained or selected one of the methods is refused."""
+    A dataset that trained or selected one of the methods is refused. ``reference``: the
+    noise-free signal of ``series`` (a phantom's, same shape), against which the raw
+    intensities are scored too (resolution apart from denoising)."""
     refuse_seen(series.paths, methods)
     options = options or Options()
     truth_scan = PreparedScan.prepare(series, shell=None)
@@ -194,7 +200,9 @@ def volume_protocol(
                 continue
             out = np.empty((*series.shape, series.data.shape[3]), np.float32)
             upsample_series(lr, grid, up, out, scan, options)
-            case.methods[label] = score_volume(out, series, truth, truth_maps, truth_scan.mask, raw_range)
+            case.methods[label] = score_volume(
+                out, series, truth, truth_maps, truth_scan.mask, raw_range, reference
+            )
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)
@@ -208,6 +216,7 @@ def score_volume(
     truth_maps: TensorMaps,
     mask: np.ndarray,
     raw_range: float,
+    reference: np.ndarray | None = None,
 ) -> VolumeScores:
     """One method's output (X, Y, Z, V) against the truth ``series`` inside ``mask``: each
     diffusion-weighted volume as written (data range ``raw_range``), its S/S0 with the output divided by
@@ -216,6 +225,9 @@ def score_volume(
     estimate = own_ratio(out, b0s, volumes, mask)
     maps = tensor_maps(out, series.gtab, mask)
     raw = [(series.data[..., v], out[..., v]) for v in volumes]
+    clean = (
+        [] if reference is None else [psnr(reference[..., v], out[..., v], mask, raw_range) for v in volumes]
+    )
     return VolumeScores(
         [psnr(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
         [ssim(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
@@ -224,4 +236,5 @@ def score_volume(
         estimate[..., 0],
         [psnr(a, b, mask, raw_range) for a, b in raw],
         [ssim(a, b, mask, raw_range) for a, b in raw],
+        clean,
     )

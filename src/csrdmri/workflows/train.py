@@ -9,7 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from csrdmri.core.errors import InputError
+from csrdmri.models import model_config
 from csrdmri.training import TrainConfig, preset_for, train
+from csrdmri.training.qspace import QSpaceConfig, train_qspace
 
 
 def read_options(path: Path | None) -> dict:
@@ -37,6 +39,22 @@ def run_config(preset: str, model: str | None = None, options: dict | None = Non
     return TrainConfig.from_dict(values)
 
 
+def qspace_config(name: str, options: dict, steps: int | None) -> QSpaceConfig:
+    """The q-space run's options: defaults, the JSON options (its ``model`` a name or a config),
+    ``steps``."""
+    values = {k: v for k, v in options.items() if k != "model"}
+    values["model"] = model_config(options.get("model", name))
+    if steps is not None:
+        values["steps"] = steps
+    if "scale_range" in values:
+        values["scale_range"] = tuple(values["scale_range"])
+    known = set(QSpaceConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"unknown csr-qspace training option(s): {', '.join(unknown)}", "config")
+    return QSpaceConfig(**values)
+
+
 def train_run(
     data: Sequence[Path],
     out: Path,
@@ -45,6 +63,7 @@ def train_run(
     model: str | None = None,
     config: Path | None = None,
     epochs: int | None = None,
+    steps: int | None = None,
     resume: bool = False,
     device: str | None = None,
     cache: Path | None = None,
@@ -52,9 +71,20 @@ def train_run(
     init: str | None = None,
 ) -> dict[str, float]:
     """Train (or resume) the run in ``out``; returns the last validation scores (process 0 of a
-    distributed run; ``{}`` on the others). See :func:`csrdmri.training.train` for the rest."""
+    distributed run; ``{}`` on the others). See :func:`csrdmri.training.train` for the rest;
+    the joint q-space model (its architecture) trains with
+    :func:`csrdmri.training.qspace.train_qspace` on simulated acquisitions (no ``data``; the
+    JSON options are :class:`~csrdmri.training.qspace.QSpaceConfig`'s)."""
+    options = read_options(config)
+    name = model or options.get("model")
+    if isinstance(name, str) and model_config(name).get("architecture") == "qspace":
+        if data:
+            raise InputError(f"model {name} simulates its training data; --data is not used", "data")
+        return train_qspace(out, qspace_config(name, options, steps), resume=resume)
+    if not data:
+        raise InputError("training needs data: a cohort folder, subjects or scans", "data")
     return train(
-        run_config(preset, model, read_options(config)),
+        run_config(preset, model, options),
         data,
         out,
         resume=resume,
