@@ -184,3 +184,13 @@ def test_train_command_routes_the_qspace_model(tmp_path):
     config.write_text('{"epochs": 3}')
     result = run("train", "--model", "csr-qspace", "--config", config, "--out", tmp_path / "c")
     assert_user_error(result, "unknown csr-qspace training option(s): epochs")
+
+
+def test_noise_ceiling_is_the_psnr_of_the_noise(tmp_path):
+    from csrdmri.evaluation.volume_protocol import noise_ceiling
+
+    clean = multishell(tmp_path)
+    noisy = replace(clean, data=clean.data + np.random.default_rng(0).normal(0, 10.0, clean.data.shape))
+    mask = np.ones(clean.shape, bool)
+    assert noise_ceiling(noisy, clean.data, mask, 1000.0) == pytest.approx(40.0, abs=0.1)  # 20·log10(1000/10)
+    assert noise_ceiling(noisy, None, mask, 1000.0) is None

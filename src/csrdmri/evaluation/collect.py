@@ -213,7 +213,7 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
         if cohort is not None:
             patch = paper_protocol(
                 cohort,
-                request.methods,
+                {label: m for label, m in request.methods.items() if not m.joint},
                 request.scales,
                 request.patches,
                 request.seed,

@@ -60,6 +60,16 @@ class Method:
         return any(up.uses_t1 for up in self.upsamplers)
 
     @property
+    def reads_t1(self) -> bool:
+        return any(up.reads_t1 for up in self.upsamplers)
+
+    @property
+    def joint(self) -> bool:
+        """A joint q-space model: it corrects whole shells, so the patch protocol (one volume's
+        patches) does not apply; the whole-volume protocols score it."""
+        return any(up.joint for up in self.upsamplers)
+
+    @property
     def seen(self) -> dict[str, str]:
         """DWI file digests (→ subject name) that trained or selected it: never evaluated on."""
         return {k: v for up in self.upsamplers for k, v in up.meta.get("seen_subjects", {}).items()}

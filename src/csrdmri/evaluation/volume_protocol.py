@@ -152,6 +152,7 @@ class VolumeCase:
     methods: dict[str, VolumeScores] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it could not run
     raw_range: float = 1.0  # data range of the raw scores (RAW_RANGE percentile of the truth's b0)
+    ceiling: float | None = None  # raw PSNR of the noise-free signal against the noisy truth (phantoms)
 
 
 def volume_protocol(
@@ -190,6 +191,7 @@ def volume_protocol(
             scan.ratio(volumes[:1])[..., 0],
             truth_scan.mask,
             raw_range=raw_range,
+            ceiling=noise_ceiling(series, reference, truth_scan.mask, raw_range),
         )
         for label, method in methods.items():
             up = method.at(scale)
@@ -207,6 +209,18 @@ def volume_protocol(
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)
     return cases
+
+
+def noise_ceiling(
+    series: DWISeries, reference: np.ndarray | None, mask: np.ndarray, raw_range: float
+) -> float | None:
+    """Mean raw PSNR of the noise-free signal ``reference`` against the noisy ``series`` over the
+    diffusion-weighted volumes: what a method that recovered the signal exactly would score
+    against the noisy truth (None without a reference)."""
+    if reference is None:
+        return None
+    volumes = np.flatnonzero(~series.gtab.b0s_mask)
+    return float(np.mean([psnr(series.data[..., v], reference[..., v], mask, raw_range) for v in volumes]))
 
 
 def score_volume(
