@@ -194,3 +194,69 @@ def test_noise_ceiling_is_the_psnr_of_the_noise(tmp_path):
     mask = np.ones(clean.shape, bool)
     assert noise_ceiling(noisy, clean.data, mask, 1000.0) == pytest.approx(40.0, abs=0.1)  # 20·log10(1000/10)
     assert noise_ceiling(noisy, None, mask, 1000.0) is None
+
+
+def test_angular_output_at_the_acquired_directions_is_the_normal_output(tmp_path):
+    from csrdmri.inference.plan import OutputPlan
+
+    series = multishell(tmp_path, shells=((1000.0, 8), (2000.0, 15)))
+    up = joint_upsampler(tmp_path, zero=False)
+    normal = run_series(series, up)
+    weighted = ~series.gtab.b0s_mask
+    plan = OutputPlan.build(series.gtab, -series.gtab.bvecs[weighted])  # ±g: the same direction
+    grid = TargetGrid.over((*series.shape, 1), series.affine, scale=(2.0,) * 3)
+    out = np.zeros((*grid.shape, len(plan.weights)), np.float32)
+    upsample_series(series, grid, up, out, PreparedScan.prepare(series, shell=None), plan=plan)
+    assert (
+        len(plan.weights) == (~weighted).sum() + 2 * weighted.sum()
+    )  # the b0s, then 23 directions per shell
+    for inputs, outputs in plan.shells.values():
+        acquired = np.flatnonzero(weighted)
+        matching = outputs[np.searchsorted(acquired, inputs)]
+        np.testing.assert_allclose(out[..., matching], normal[..., inputs], atol=1e-4)
+    new = np.setdiff1d(
+        plan.shells[1000][1],
+        plan.shells[1000][1][np.searchsorted(np.flatnonzero(weighted), plan.shells[1000][0])],
+    )
+    assert np.abs(out[..., new]).max() > 0  # the other shell's directions, made at b = 1000
+
+
+def test_upsample_writes_new_directions_with_their_b_table(small_dwi, tmp_path):
+    from conftest import assert_user_error, run
+
+    out = tmp_path / "out" / "sr.nii.gz"
+    result = run(
+        "upsample", small_dwi, "--out", out, "--scale", "2", "--model", "tricubic", "--out-directions", "10"
+    )
+    assert result.exit_code == 0, result.output
+    bvals = np.loadtxt(out.with_name("sr.bval"))
+    bvecs = np.loadtxt(out.with_name("sr.bvec"))
+    assert bvals.tolist() == [0.0] + [1000.0] * 10 and bvecs.shape == (3, 11)
+    assert np.allclose(np.linalg.norm(bvecs[:, 1:], axis=0), 1.0)
+    assert "10 at b = 1000" in out.with_name("sr.json").read_text()
+    result = run(
+        "upsample",
+        small_dwi,
+        "--out",
+        tmp_path / "b.nii.gz",
+        "--scale",
+        "2",
+        "--model",
+        "arssr-cpu",
+        "--out-directions",
+        "10",
+    )
+    assert_user_error(result, "joint q-space model", "--out-directions")
+    result = run(
+        "upsample",
+        small_dwi,
+        "--out",
+        tmp_path / "c.nii.gz",
+        "--scale",
+        "2",
+        "--model",
+        "tricubic",
+        "--out-directions",
+        "4",
+    )
+    assert_user_error(result, "at least 6", "--out-directions")

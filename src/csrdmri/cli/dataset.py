@@ -96,6 +96,19 @@ def upsample(
         ),
     ] = 64.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    out_bvecs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Angular super-resolution: write these gradient directions (an FSL .bvec file, "
+            "3 rows or 3 columns) for every shell of at least 6 directions, instead of the "
+            "acquired ones (b0s and smaller shells kept); the .bval/.bvec written say which. "
+            "Tricubic or csr-qspace.",
+        ),
+    ] = None,
+    out_directions: Annotated[
+        int | None,
+        typer.Option(help="Like --out-bvecs, with this many directions spread evenly on the sphere."),
+    ] = None,
 ) -> None:
     """Super-resolve every volume of a DWI series to a new scale or voxel size (field of view kept).
 
@@ -105,7 +118,7 @@ def upsample(
     T1w, use --model arssr-cpu (shipped, no T1w) or tricubic.
     """
     from csrdmri.inference.upsampler import Options
-    from csrdmri.workflows.upsample import upsample_dataset
+    from csrdmri.workflows.upsample import requested_directions, upsample_dataset
 
     result = upsample_dataset(
         path,
@@ -122,6 +135,7 @@ def upsample(
         seed=seed,
         max_output_gb=max_output_gb,
         force=force,
+        out_directions=requested_directions(out_bvecs, out_directions),
     )
     shape = " × ".join(map(str, result.grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in result.grid.zooms)

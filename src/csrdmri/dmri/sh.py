@@ -10,8 +10,10 @@ FSL b-vectors); the basis is antipodally symmetric, so ``g`` and ``-g`` are the 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from dipy.core.sphere import Sphere
+from dipy.core.sphere import HemiSphere, Sphere, disperse_charges
 from dipy.reconst.shm import sh_to_sf_matrix
 
 from csrdmri.core.errors import InputError
@@ -68,3 +70,14 @@ def unit_directions(bvecs: np.ndarray) -> np.ndarray:
     if np.any(norms < 1e-6):
         raise InputError("a diffusion-weighted volume has a zero b-vector; its direction is unknown")
     return bvecs / norms
+
+
+@functools.cache
+def sphere_directions(n: int) -> np.ndarray:
+    """``n`` unit directions spread over the hemisphere by electrostatic repulsion (DIPY),
+    shape (n, 3); the same for the same ``n``."""
+    if n < MIN_DIRECTIONS:
+        raise InputError(f"at least {MIN_DIRECTIONS} directions are needed, got {n}")
+    start = np.random.default_rng(n).normal(size=(n, 3))
+    hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1, keepdims=True)), 300)
+    return hemi.vertices

@@ -1,14 +1,15 @@
 """The joint q-space model on a series: one encoder/decoder pass per shell, all its directions.
 
 For each diffusion-weighted shell with at least ``MIN_DIRECTIONS`` directions
-(:mod:`csrdmri.dmri.sh`), in the input's intensity units:
+(:mod:`csrdmri.dmri.sh`; :class:`~csrdmri.inference.plan.OutputPlan`), in the input's units:
 
 1. S/S0 of its K volumes (1/S0 of the :class:`~csrdmri.dmri.scan.PreparedScan`) is fitted by
    real symmetric SH (order from K, Laplace–Beltrami regularised) on the LR grid;
 2. the model (:mod:`csrdmri.models.qspace`) turns those maps (+ b-value, order, and the T1w
    when there is one) into SH corrections Δc at every HR voxel of the dilated mask, tile by
    tile (:func:`csrdmri.inference.tiling.predict_tiles`);
-3. each volume ``g`` of the shell, already holding cubic(DWI_g), gets ``cubic(b0) · Y(g)·Δc``
+3. each output volume ``g`` of the shell, already holding cubic(DWI_g) (for a new direction,
+   the cubic upsampling of the shell's SH fit evaluated at ``g``), gets ``cubic(b0) · Y(g)·Δc``
    added, and is clipped at 0.
 
 Shells with fewer directions, and the b0s, stay cubic (with a warning for the shells).
@@ -24,27 +25,12 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import MAX_ORDER, MIN_DIRECTIONS, n_coefficients, order_for, sh_matrices, unit_directions
+from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.tiling import predict_tiles
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models.qspace import shell_input
 
 log = logging.getLogger(__name__)
-
-
-def modelled_shells(scan: PreparedScan) -> dict[float, np.ndarray]:
-    """The shells the joint model corrects (b-value → volume indices); warns about the others."""
-    shells = scan.shells
-    kept = {b: idx for b, idx in shells.items() if len(idx) >= MIN_DIRECTIONS}
-    for b, idx in shells.items():
-        if b not in kept:
-            log.warning(
-                "the shell b = %g s/mm² has %d direction(s), fewer than the %d an SH fit needs: "
-                "it is upsampled with cubic interpolation",
-                b,
-                len(idx),
-                MIN_DIRECTIONS,
-            )
-    return kept
 
 
 def shell_coefficients(scan: PreparedScan, volumes: np.ndarray, fit: np.ndarray, reciprocal: np.ndarray):
@@ -62,25 +48,32 @@ def correct_shells(
     up: Upsampler,
     out: np.ndarray,
     scan: PreparedScan,
-    shells: dict[float, np.ndarray],
+    plan: OutputPlan,
     where: np.ndarray,
     reciprocal: np.ndarray,
     options: Options,
 ) -> None:
-    """Add the model's correction to the cubic volumes of the ``shells`` (b-value → volume
-    indices, :func:`modelled_shells`) in ``out`` (shape (*grid.shape, V)) at the HR voxels of
-    ``where`` (HR mask), and clip them at 0."""
-    t1 = scan.t1
-    for bvalue, volumes in shells.items():
-        directions = unit_directions(scan.gtab.bvecs[volumes])
-        order = order_for(len(volumes))
-        fit, basis = sh_matrices(directions, order)
-        log.info("shell b = %g s/mm²: %d directions, SH order %d", bvalue, len(volumes), order)
-        inputs = shell_input(shell_coefficients(scan, volumes, fit, reciprocal), bvalue, order)
+    """Add the model's correction to the tricubic volumes of every shell of ``plan`` in ``out``
+    (shape (*grid.shape, V_out)) at the HR voxels of ``where`` (HR mask), and clip them at 0:
+    fitted from the shell's acquired volumes, synthesised at the plan's output directions."""
+    for bvalue, count in plan.skipped.items():
+        log.warning(
+            "the shell b = %g s/mm² has %d direction(s), fewer than the %d an SH fit needs: "
+            "it is upsampled with cubic interpolation",
+            bvalue,
+            count,
+            MIN_DIRECTIONS,
+        )
+    for bvalue, (inputs, outputs) in plan.shells.items():
+        order = order_for(len(inputs))
+        fit, _ = sh_matrices(unit_directions(scan.gtab.bvecs[inputs]), order)
+        _, basis = sh_matrices(unit_directions(plan.gtab.bvecs[outputs]), order)
+        log.info("shell b = %g s/mm²: %d directions, SH order %d", bvalue, len(inputs), order)
+        maps = shell_input(shell_coefficients(scan, inputs, fit, reciprocal), bvalue, order)
         blocks = predict_tiles(
             up.model,
-            inputs,
-            t1,
+            maps,
+            scan.t1,
             grid.shape,
             where,
             tile=options.tile,
@@ -91,7 +84,7 @@ def correct_shells(
         basis = basis.astype(np.float32)
         for box, selected, values in blocks:
             s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
-            corrections = (values @ basis.T) * s0_hr[:, None]  # (n, K), input units
-            for column, v in enumerate(volumes):
+            corrections = (values @ basis.T) * s0_hr[:, None]  # (n, K_out), input units
+            for column, v in enumerate(outputs):
                 block = out[(*box, v)]  # a view: writes go to ``out``
                 block[selected] = np.maximum(block[selected] + corrections[:, column], 0.0)

@@ -18,6 +18,7 @@ from csrdmri import __version__
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import nifti_stem
@@ -31,18 +32,21 @@ def upsample_to_file(
     out: Path,
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
+    plan: OutputPlan | None = None,
 ) -> None:
     """:func:`upsample_series` into a memory map of an unnamed file beside ``out`` (memory stays
-    bounded whatever the series' length; its folder is created), then :func:`write_result`."""
+    bounded whatever the series' length; its folder is created), then :func:`write_result`.
+    ``plan``: the output's volumes (default: the acquired ones)."""
+    plan = plan or OutputPlan.build(series.gtab)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder {out.parent}: {exc.strerror}", "out") from None
-    shape = (*grid.shape, series.data.shape[3])
+    shape = (*grid.shape, len(plan.weights))
     with working_file(out.parent, int(np.prod(shape)) * 4) as handle:
         data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
-        upsample_series(series, grid, up, data, scan, options)
-        write_result(out, data, grid, series, up, scan, options)
+        upsample_series(series, grid, up, data, scan, options, plan)
+        write_result(out, data, grid, series, up, scan, options, plan)
         del data
 
 
@@ -117,10 +121,13 @@ def write_result(
     up: Upsampler,
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
+    plan: OutputPlan | None = None,
 ) -> None:
-    """Write image, unchanged b-table and a JSON sidecar (all atomically)."""
+    """Write image, b-table (the input's, or the plan's new directions) and a JSON sidecar (all
+    atomically)."""
+    plan = plan or OutputPlan.build(series.gtab)
     save_nifti(out, data, grid.affine, template=series.header)
-    save_gradients(out, series.gtab)
+    save_gradients(out, plan.gtab)
     sidecar = {
         "csrdmri_version": __version__,
         "model": up.name,
@@ -131,6 +138,9 @@ def write_result(
         "scale": [round(s, 6) for s in grid.scales],
         "voxel_size_mm": [round(z, 6) for z in grid.zooms],
         "command": " ".join(sys.argv),
+        "directions": "new: " + ", ".join(f"{len(o)} at b = {b:g}" for b, (_, o) in plan.shells.items())
+        if plan.angular
+        else "acquired",
     }
     if up.model is not None:
         sidecar.update(

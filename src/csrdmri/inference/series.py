@@ -36,7 +36,8 @@ from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.adapt import spread
-from csrdmri.inference.joint import correct_shells, modelled_shells
+from csrdmri.inference.joint import correct_shells
+from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.tiling import Box, as_input, predict_tiles
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.nifti import DWISeries
@@ -92,18 +93,28 @@ def upsample_series(
     out: np.ndarray,
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
+    plan: OutputPlan | None = None,
 ) -> None:
     """Super-resolve every volume of ``series`` onto ``grid`` into ``out``.
 
     Parameters
     ----------
-    out : ndarray, shape (*grid.shape, V), float32
+    out : ndarray, shape (*grid.shape, V), float32 (V: the plan's volumes)
         Filled volume by volume, in slabs and model blocks: no whole output volume is held in
         memory besides ``out`` (a memory map keeps that bounded too).
     scan : PreparedScan
         ``series`` prepared (brain mask, mean b0, shell, and the T1w for models that use one):
         needed by models, not by tricubic.
+    plan : OutputPlan, optional
+        The output's volumes (:mod:`csrdmri.inference.plan`): the acquired ones by default, or
+        new directions of each shell (tricubic or the joint model only).
     """
+    plan = plan or OutputPlan.build(series.gtab)
+    if plan.angular and up.model is not None and not up.joint:
+        raise InputError(
+            f"new gradient directions need the joint q-space model or tricubic, not {up.name}",
+            "out_directions",
+        )
     weighted: set[int] = set()  # the volumes the model corrects
     if up.model is not None:
         if scan is None or scan.series is not series:
@@ -111,10 +122,8 @@ def upsample_series(
         if up.uses_t1 and scan.t1 is None:
             raise InputError(f"model {up.name} uses a T1w, and none was given (or use a model without T1w)")
         reciprocal = scan.reciprocal(options.margin)
-        shells = modelled_shells(scan) if up.joint else {}
-        weighted = (
-            {int(v) for volumes in shells.values() for v in volumes} if up.joint else shell_volumes(scan)
-        )
+        joint = {int(v) for _, outputs in plan.shells.values() for v in outputs}
+        weighted = joint if up.joint else shell_volumes(scan)
         t1 = scan.t1 if up.uses_t1 else None
         if up.adapt_steps:
             own = np.stack([series.data[..., v] * reciprocal for v in spread(sorted(weighted))])
@@ -122,8 +131,8 @@ def upsample_series(
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     per_volume = up.model is not None and not up.joint
-    for v in tqdm(range(series.data.shape[3]), desc=f"upsampling ({up.name})", unit="vol", disable=None):
-        volume = series.data[..., v]
+    for v in tqdm(range(len(plan.weights)), desc=f"upsampling ({up.name})", unit="vol", disable=None):
+        volume = plan.volume(series.data, v)
         corrected = v in weighted
         for start in range(0, grid.shape[0], SLAB):
             slab = (slice(start, start + SLAB), slice(None), slice(None))
@@ -142,7 +151,7 @@ def upsample_series(
                 block = out[(*box, v)]  # a view: writes go to ``out``
                 block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)
     if up.joint:
-        correct_shells(grid, up, out, scan, shells, where, reciprocal, options)
+        correct_shells(grid, up, out, scan, plan, where, reciprocal, options)
 
 
 def shell_volumes(scan: PreparedScan) -> set[int]:

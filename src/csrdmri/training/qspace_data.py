@@ -13,19 +13,17 @@ step])``, so a resumed run sees the samples an uninterrupted one would.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 from dipy.core.gradients import gradient_table
-from dipy.core.sphere import HemiSphere, disperse_charges
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from csrdmri.core.grid import normalized, source_index
 from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
-from csrdmri.dmri.sh import order_for, sh_matrices
+from csrdmri.dmri.sh import order_for, sh_matrices, sphere_directions
 from csrdmri.models.qspace import shell_input
 from csrdmri.phantom.cohort import draw_subject, subject_t1
 from csrdmri.phantom.params import PhantomParams
@@ -80,18 +78,10 @@ class Sample:
     basis: np.ndarray
 
 
-@functools.cache
-def dispersed(n: int) -> np.ndarray:
-    """``n`` directions spread over the hemisphere by electrostatic repulsion (DIPY), (n, 3)."""
-    start = np.random.default_rng(n).normal(size=(n, 3))
-    hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1, keepdims=True)), 300)
-    return hemi.vertices
-
-
 def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, float]:
     """A shell's b-value, its directions (K, 3), the number of b0s and the HR SNR."""
     bvalue = float(rng.uniform(*B_RANGE))
-    directions = Rotation.random(random_state=rng).apply(dispersed(int(rng.choice(DIRECTION_COUNTS))))
+    directions = Rotation.random(random_state=rng).apply(sphere_directions(int(rng.choice(DIRECTION_COUNTS))))
     return bvalue, directions, int(rng.integers(1, 5)), float(rng.uniform(*SNR_RANGE))
 
 

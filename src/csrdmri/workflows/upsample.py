@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from nibabel.affines import voxel_sizes
 
 from csrdmri.core.errors import InputError, about
@@ -19,7 +20,9 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.motion import warn_if_moved
 from csrdmri.dmri.preprocess import DEFAULT_SHELL
 from csrdmri.dmri.scan import PreparedScan
+from csrdmri.dmri.sh import MIN_DIRECTIONS, sphere_directions
 from csrdmri.inference.output import check_output, check_size, upsample_to_file
+from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi, load_image
@@ -48,6 +51,30 @@ def check_target(scale: Sequence[float] | None, voxel_size: Sequence[float] | No
         raise InputError(f"the scale must be > 1 to upsample (per axis ≥ 1), got {shown}", "scale")
 
 
+def requested_directions(out_bvecs: Path | None, out_directions: int | None) -> np.ndarray | None:
+    """Output directions (K', 3) from an FSL-style b-vector file (3 rows or 3 columns) or a
+    number of evenly spread ones; None for the acquired directions."""
+    bvecs, count = out_bvecs, out_directions
+    if bvecs is not None and count is not None:
+        raise InputError("give new directions as a file or as a number, not both", "out_bvecs")
+    if count is not None:
+        if count < MIN_DIRECTIONS:
+            raise InputError(
+                f"at least {MIN_DIRECTIONS} output directions are needed, got {count}", "out_directions"
+            )
+        return sphere_directions(count)
+    if bvecs is None:
+        return None
+    try:
+        table = np.atleast_2d(np.loadtxt(bvecs, dtype=np.float64))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read directions from {bvecs}: {exc}", "out_bvecs") from None
+    table = table.T if table.shape[0] == 3 and table.shape[1] != 3 else table
+    if table.ndim != 2 or table.shape[1] != 3 or not np.isfinite(table).all():
+        raise InputError(f"{bvecs} must hold 3 finite numbers per direction", "out_bvecs")
+    return table
+
+
 def upsample_dataset(
     dataset: Path,
     out: Path,
@@ -64,6 +91,7 @@ def upsample_dataset(
     seed: int = 0,
     max_output_gb: float = 64.0,
     force: bool = False,
+    out_directions: np.ndarray | None = None,
 ) -> UpsampleResult:
     """Super-resolve every volume of a dataset onto a finer grid over the same field of view.
 
@@ -86,10 +114,18 @@ def upsample_dataset(
         The largest output allowed (GB of float32), a guard against typos.
     force : bool
         Overwrite an existing output.
+    out_directions : ndarray, shape (K', 3), optional
+        Write these gradient directions for every shell with enough directions instead of the
+        acquired ones (angular super-resolution; tricubic or the joint q-space model).
     """
     check_target(scale, voxel_size)
     out = check_output(out, force)
     up = Upsampler.load(model, adapt_steps, seed)
+    if out_directions is not None and up.model is not None and not up.joint:
+        raise InputError(
+            f"new gradient directions need the joint q-space model (csr-qspace) or tricubic, not {model}",
+            "out_directions",
+        )
     paths = find_dataset(dataset, bval, bvec, t1, mask)
     if up.uses_t1 and paths.t1 is None:
         raise InputError(
@@ -105,6 +141,9 @@ def upsample_dataset(
         raise InputError(f"a voxel size of {sizes} mm is larger than the input's ({zooms} mm)", "voxel_size")
     check_size(grid, img.shape[3], max_output_gb)
     series = load_dwi(paths, img)
+    plan = OutputPlan.build(series.gtab, out_directions)
+    if plan.angular:
+        check_size(grid, len(plan.weights), max_output_gb)
     scan = None
     if up.model is not None:
         scan = PreparedScan.prepare(
@@ -119,5 +158,5 @@ def upsample_dataset(
             log.info("model %s runs %s", model, guide)
         with about(paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
             warn_if_moved(series, scan.shell)
-    upsample_to_file(series, grid, up, out, scan, options)
-    return UpsampleResult(out, grid, series.data.shape[3], model)
+    upsample_to_file(series, grid, up, out, scan, options, plan)
+    return UpsampleResult(out, grid, len(plan.weights), model)
