@@ -260,3 +260,17 @@ def test_upsample_writes_new_directions_with_their_b_table(small_dwi, tmp_path):
         "4",
     )
     assert_user_error(result, "at least 6", "--out-directions")
+
+
+def test_multishell_phantom_scheme():
+    from csrdmri.phantom.params import PhantomParams
+    from csrdmri.phantom.signal import gradient_scheme
+
+    params = PhantomParams(n_dirs=12, n_b0=3, bvalue=(1000.0, 2000.0, 3000.0))
+    gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
+    assert gtab.b0s_mask.sum() == 3 and gtab.b0s_mask[0]
+    for b in params.bvalues:
+        directions = gtab.bvecs[gtab.bvals == b]
+        assert len(directions) == 12 and np.allclose(np.linalg.norm(directions, axis=1), 1.0)
+    single = gradient_scheme(12, 3, 1000.0)
+    assert np.array_equal(single.bvecs[~single.b0s_mask], gtab.bvecs[gtab.bvals == 1000])

@@ -40,7 +40,9 @@ def phantom(
     voxel_size: Annotated[float, typer.Option(help="Isotropic voxel size in mm (HCP: 1.25).")] = 1.25,
     directions: Annotated[int, typer.Option(help="Diffusion directions on the sphere.")] = 90,
     b0s: Annotated[int, typer.Option(help="Interleaved b0 volumes.")] = 18,
-    bvalue: Annotated[float, typer.Option(help="b-value in s/mm².")] = 1000.0,
+    bvalue: Annotated[
+        str, typer.Option(help="b-value in s/mm², or several for a multi-shell scheme (1000,2000,3000).")
+    ] = "1000",
     snr: Annotated[float, typer.Option(help="b0 SNR in white matter (mean signal / Rician sigma).")] = 19.0,
     crossing: Annotated[
         bool, typer.Option(help="Second fibre population where orientation is ambiguous.")
@@ -54,8 +56,10 @@ def phantom(
 
     from csrdmri.phantom import PhantomParams, generate_cohort
 
+    values = parse_list(bvalue, "--bvalue")
+    bvalues = values[0] if len(values) == 1 else tuple(values)
     params = PhantomParams(
-        voxel_size=voxel_size, n_dirs=directions, n_b0=b0s, bvalue=bvalue, snr=snr, crossing=crossing
+        voxel_size=voxel_size, n_dirs=directions, n_b0=b0s, bvalue=bvalues, snr=snr, crossing=crossing
     )
     with tqdm(total=subjects, desc="phantom subjects", unit="subject", disable=None) as bar:
         cohort = generate_cohort(out, subjects, seed, params, progress=lambda _: bar.update())

@@ -178,6 +178,8 @@ def noise_free(cohort: Path, name: str) -> np.ndarray:
     manifest = json.loads((Path(cohort) / "cohort.json").read_text())
     values = dict(manifest["parameters"])
     values["fov_mm"] = tuple(values["fov_mm"])
+    if isinstance(values["bvalue"], list):  # a multi-shell cohort
+        values["bvalue"] = tuple(values["bvalue"])
     params = PhantomParams(**values)
     draw = draw_subject(manifest["subjects"].index(name), manifest["seed"], params)
     return simulate_dwi(draw.tissue(), draw.anatomy.mask, params, draw.generator, noise=False)

@@ -19,7 +19,7 @@ class PhantomParams:
     fov_mm: tuple[float, float, float] = (181.25, 217.5, 181.25)  # [mm] field of view
     n_dirs: int = 90  # diffusion-weighted directions on the sphere
     n_b0: int = 18  # b0 volumes, interleaved
-    bvalue: float = 1000.0  # [s/mm²]
+    bvalue: float | tuple[float, ...] = 1000.0  # [s/mm²]; several: one shell of n_dirs each
     snr: float = 19.0  # mean WM b0 / Rician sigma
     t1_snr: float = 40.0  # mean WM T1w / Rician sigma
     crossing: bool = True  # second fibre population where the WM orientation is ambiguous
@@ -47,10 +47,15 @@ class PhantomParams:
                 continue
             if any(not isinstance(v, int | float) or v != v or v < 0 for v in numbers):
                 raise InputError(f"phantom parameter {f.name} must be a non-negative number, got {value!r}")
-        if self.voxel_size <= 0 or self.snr <= 0 or self.t1_snr <= 0 or self.bvalue <= 0:
+        if self.voxel_size <= 0 or self.snr <= 0 or self.t1_snr <= 0 or min(self.bvalues) <= 0:
             raise InputError("phantom voxel size, SNRs and b-value must be positive")
         if self.n_dirs < 6 or self.n_b0 < 1:
             raise InputError("a phantom needs at least 6 directions and 1 b0 (for a tensor fit)")
+
+    @property
+    def bvalues(self) -> tuple[float, ...]:
+        """The shells' b-values (s/mm²)."""
+        return tuple(self.bvalue) if isinstance(self.bvalue, tuple) else (float(self.bvalue),)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ from dipy.core.gradients import GradientTable, gradient_table
 from dipy.core.sphere import HemiSphere, disperse_charges
 from dipy.reconst.dti import tensor_prediction
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from csrdmri.phantom.anatomy import Anatomy
 from csrdmri.phantom.params import PhantomParams
@@ -34,18 +35,24 @@ CHUNK = 65536
 
 
 @functools.lru_cache(maxsize=8)
-def gradient_scheme(n_dirs: int, n_b0: int, bvalue: float) -> GradientTable:
-    """``n_dirs`` directions spread by electrostatic repulsion (DIPY) with ``n_b0`` b0s
+def gradient_scheme(n_dirs: int, n_b0: int, bvalue: float | tuple[float, ...]) -> GradientTable:
+    """``n_dirs`` directions spread by electrostatic repulsion (DIPY) per shell (``bvalue``: one
+    or several b-values; each further shell's set rotated), shells in turn, with ``n_b0`` b0s
     interleaved evenly (the first volume is a b0). The same for every subject, like a protocol."""
+    shells = tuple(bvalue) if isinstance(bvalue, tuple) else (float(bvalue),)
     rng = np.random.default_rng(20240101 + n_dirs)
     start = rng.normal(size=(n_dirs, 3))
     hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1, keepdims=True)), 1000)
-    n = n_dirs + n_b0
+    sets = [hemi.vertices] + [
+        Rotation.random(random_state=k).apply(hemi.vertices) for k in range(1, len(shells))
+    ]
+    n = n_dirs * len(shells) + n_b0
     b0_at = np.unique(np.round(np.linspace(0, n - 1, n_b0 + 1)[:-1]).astype(int))
-    bvals = np.full(n, float(bvalue))
+    weighted = np.setdiff1d(np.arange(n), b0_at)
+    bvals = np.zeros(n)
     bvecs = np.zeros((n, 3))
-    bvals[b0_at] = 0.0
-    bvecs[np.setdiff1d(np.arange(n), b0_at)] = hemi.vertices
+    bvals[weighted] = np.repeat(np.asarray(shells, dtype=np.float64), n_dirs)
+    bvecs[weighted] = np.concatenate(sets)
     return gradient_table(bvals, bvecs=bvecs)
 
 
