@@ -248,6 +248,11 @@ OPTION_CASES = {
     "voxel_size_larger_than_input": (["--voxel-size", "3"], ("larger than the input",)),
     "unknown_model": (["--scale", "2", "--model", "magic"], ("unknown model 'magic'",)),
     "adapt_tricubic": (["--scale", "2", "--adapt-steps", "5"], ("adaptation needs a model", "--adapt-steps")),
+    "out_directions_too_few": (["--scale", "2", "--out-directions", "4"], ("at least 6", "--out-directions")),
+    "out_directions_twice": (
+        ["--scale", "2", "--out-directions", "8", "--out-bvecs", "dirs.bvec"],
+        ("a file or as a number, not both",),
+    ),
     "adapt_negative": (
         ["--scale", "2", "--model", "csr-dmri-cpu", "--adapt-steps", "-1"],
         ("must not be negative",),
