@@ -18,6 +18,7 @@ from csrdmri.core.grid import TargetGrid, resampled_affine
 from csrdmri.core.metrics import psnr, ssim
 from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import (
+    DEFAULT_SHELL,
     b0_indices,
     b0_reciprocal,
     mean_b0,
@@ -102,7 +103,9 @@ def run_demo(out: Path, model: str, seed: int = 0) -> str:
     series = load_dwi(paths)
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
     methods = [Upsampler.load(name) for name in ("tricubic", model)]
-    scan = PreparedScan.prepare(series, t1=paths.t1 if any(up.uses_t1 for up in methods) else None)
+    joint = any(up.joint for up in methods)
+    t1 = paths.t1 if any(up.reads_t1 for up in methods) else None
+    scan = PreparedScan.prepare(series, t1=t1, shell=None if joint else DEFAULT_SHELL)
     outputs = {"input (2.5 mm)": source}
     for up in methods:
         path = out / f"sr_{Path(up.name).stem}.nii.gz"
