@@ -11,12 +11,12 @@ setup:
 
 # A phantom block degraded 2x and super-resolved by tricubic and the shipped CSR-dMRI (NIfTIs,
 # metrics.md, comparison.png); a small phantom cohort (3 HCP-like subjects), its overview figure
-# and the paper-protocol evaluation; then a real scan upsampled 2x (tricubic).
+# and its evaluation (tricubic and the joint q-space model); then a real scan upsampled 2x (tricubic).
 demo: setup
 	$(BIN)/csrdmri demo --out $(OUT)/demo
-	$(BIN)/csrdmri phantom --out $(OUT)/phantom --subjects 3 --seed 0
+	$(BIN)/csrdmri phantom --out $(OUT)/phantom --subjects 3 --seed 2026
 	$(BIN)/csrdmri figure $(OUT)/phantom/phantom000 --out $(OUT)/phantom000.png
-	$(BIN)/csrdmri evaluate --data $(OUT)/phantom --directions 12 --out $(OUT)/evaluation
+	$(BIN)/csrdmri evaluate --data $(OUT)/phantom --directions 12 --models tricubic,csr-qspace-cpu --out $(OUT)/evaluation
 	@if [ -d "$(REAL)" ]; then \
 	  set -e; \
 	  echo "$(BIN)/csrdmri info $(REAL)"; $(BIN)/csrdmri info $(REAL); \

@@ -274,3 +274,25 @@ def test_multishell_phantom_scheme():
         assert len(directions) == 12 and np.allclose(np.linalg.norm(directions, axis=1), 1.0)
     single = gradient_scheme(12, 3, 1000.0)
     assert np.array_equal(single.bvecs[~single.b0s_mask], gtab.bvecs[gtab.bvals == 1000])
+
+
+def test_evaluating_on_a_phantom_subject_it_was_trained_on_is_refused(tmp_path):
+    import json
+
+    from csrdmri.core.errors import InputError
+    from csrdmri.evaluation.patch_protocol import Method, refuse_seen_phantom
+
+    trained = Upsampler("run", meta={"training": {"steps": 10, "seed": 0, "subjects": 4}})
+    methods = {"tricubic": Method(), "qspace": Method((trained,))}
+    for seed in (0, 3):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        names = [f"phantom{i:03d}" for i in range(6)]
+        (folder / "cohort.json").write_text(json.dumps({"seed": seed, "subjects": names}))
+        for name in names:
+            seen = seed == 0 and name <= "phantom004"  # 4 training subjects + 1 validating
+            if seen:
+                with pytest.raises(InputError, match="trained or validated qspace"):
+                    refuse_seen_phantom(folder, name, methods)
+            else:
+                refuse_seen_phantom(folder, name, methods)

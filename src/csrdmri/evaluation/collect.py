@@ -14,7 +14,13 @@ import numpy as np
 from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
-from csrdmri.evaluation.patch_protocol import Method, Scores, cohort_split, paper_protocol
+from csrdmri.evaluation.patch_protocol import (
+    Method,
+    Scores,
+    cohort_split,
+    paper_protocol,
+    refuse_seen_phantom,
+)
 from csrdmri.evaluation.volume_protocol import VolumeCase, subset_series, volume_protocol
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
@@ -165,6 +171,7 @@ def _volume_cases(
         series = subset_series(full, request.directions)
         reference = None
         if cohort is not None:  # a phantom subject: also scored against its noise-free signal
+            refuse_seen_phantom(cohort, name, request.methods)
             reference = subset_series(replace(full, data=noise_free(cohort, name)), request.directions).data
         cases += volume_protocol(
             name, series, request.methods, list(scales), request.options, progress, reference

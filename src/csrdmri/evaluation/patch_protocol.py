@@ -75,6 +75,17 @@ class Method:
         return {k: v for up in self.upsamplers for k, v in up.meta.get("seen_subjects", {}).items()}
 
     @property
+    def phantoms(self) -> dict[int, int]:
+        """Phantom seeds → how many subjects (indices 0..n-1) of that seed trained or validated
+        the method (q-space runs simulate their data from phantom subjects, not from files)."""
+        seeds: dict[int, int] = {}
+        for up in self.upsamplers:
+            training = up.meta.get("training", {})
+            if "steps" in training and "seed" in training:  # a q-space run: subjects + 1 validating
+                seeds[int(training["seed"])] = int(training["subjects"]) + 1
+        return seeds
+
+    @property
     def meta(self) -> dict:
         """Checkpoint metadata (model and training configuration; empty for tricubic)."""
         return self.upsamplers[0].meta
@@ -154,6 +165,21 @@ def refuse_seen(paths: DatasetPaths, methods: dict[str, Method]) -> None:
             raise InputError(
                 f"{paths.dwi} is subject {method.seen[digest]!r} that trained or selected "
                 f"{label}: evaluating on it is refused (use held-out subjects)"
+            )
+
+
+def refuse_seen_phantom(cohort: Path, name: str, methods: dict[str, Method]) -> None:
+    """Refuse a phantom subject whose anatomy (seed and index, whatever the other parameters)
+    trained or validated one of the methods."""
+    content = json.loads((Path(cohort) / "cohort.json").read_text())
+    seed, index = content.get("seed"), content.get("subjects", []).index(name)
+    for label, method in methods.items():
+        count = method.phantoms.get(seed)
+        if count is not None and index < count:
+            raise InputError(
+                f"{name} of the cohort {cohort} (seed {seed}) is a phantom subject that trained or "
+                f"validated {label} (seed {seed}, subjects 0–{count - 1}): evaluating on it is "
+                "refused (generate the test cohort with another seed)"
             )
 
 
