@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--skip-hcp", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
-    print(describe())
+    print(describe(torch.get_num_threads()))
     print("| dataset | cubic | joint model | ratio | cubic peak | model peak |\n|---|---|---|---|---|---|")
     compare("Ingenia 2 mm, 17 volumes, with T1w", INGENIA, args.model, args.scratch)
     if not args.skip_hcp:

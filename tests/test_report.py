@@ -124,8 +124,8 @@ def test_a_request_refuses_what_cannot_be_evaluated(tmp_path):
         EvaluationRequest(methods=methods)
     with pytest.raises(InputError, match=r"volume scales must all be > 1, got \[1.0\]"):
         EvaluationRequest(methods=methods, cohort=tmp_path, volume_scales=(1.0,))
-    with pytest.raises(InputError, match="patches per subject must be positive"):
-        EvaluationRequest(methods=methods, real=[tmp_path], patches=0)
+    with pytest.raises(InputError, match="patches per subject must not be negative"):
+        EvaluationRequest(methods=methods, real=[tmp_path], patches=-1)
     assert EvaluationRequest(methods=methods, cohort=tmp_path).options.device == "cpu"
 
 

@@ -115,7 +115,8 @@ def upsample(
     PATH is a DWI NIfTI (with .bval/.bvec beside it or given), or a BIDS, HCP or FSL-style
     subject folder. The default model is the CSR-dMRI weights shipped with the package, which
     need the subject's T1w (--t1, or the one found in a BIDS/HCP folder); for a scan without a
-    T1w, use --model arssr-cpu (shipped, no T1w) or tricubic.
+    T1w, use --model csr-qspace-cpu (the joint q-space model: every shell of b 500–3000 in
+    one pass, with the T1w when there is one, without otherwise), arssr-cpu or tricubic.
     """
     from csrdmri.inference.upsampler import Options
     from csrdmri.workflows.upsample import requested_directions, upsample_dataset

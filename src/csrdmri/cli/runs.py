@@ -90,7 +90,10 @@ def evaluate(
     ] = "tricubic",
     scales: Annotated[str, typer.Option(help="Scale factors of the paper protocol (patches).")] = "2,3,4,2.4",
     patches: Annotated[
-        int, typer.Option(help="40³ patches per subject (one random b=1000 volume each).")
+        int,
+        typer.Option(
+            help="40³ patches per subject (one random b=1000 volume each; 0: skip the patch protocol)."
+        ),
     ] = 9,
     seed: Annotated[int, typer.Option(help="Seed of the patch positions and volumes.")] = 0,
     split: Annotated[str, typer.Option(help="Cohort split to evaluate on.")] = "test",

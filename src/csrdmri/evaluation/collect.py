@@ -43,7 +43,8 @@ class EvaluationRequest:
     scales
         Scale factors of the paper's patch protocol.
     patches
-        40³ patches per subject of the split.
+        40³ patches per subject of the split (0: no patch protocol, e.g. for a cohort without
+        a b ≈ 1000 shell).
     seed
         Seed of the patch positions and volumes.
     split
@@ -89,8 +90,8 @@ class EvaluationRequest:
             values = getattr(self, name)
             if not values or min(values) <= 1:
                 raise InputError(f"{name.replace('_', ' ')} must all be > 1, got {list(values)}", name)
-        if self.patches < 1:
-            raise InputError(f"patches per subject must be positive, got {self.patches}", "patches")
+        if self.patches < 0:
+            raise InputError(f"patches per subject must not be negative, got {self.patches}", "patches")
         if self.volume_subjects < 0:
             raise InputError(
                 f"whole-volume subjects must not be negative, got {self.volume_subjects}", "volume_subjects"
@@ -208,7 +209,7 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
     scans = real_datasets(request.real)
     volume_names = subjects[: request.volume_subjects]
     volumes = {name: find_dataset(Path(cohort) / name) for name in volume_names}
-    units = len(subjects) + len(request.methods) * (
+    units = len(subjects) * bool(request.patches) + len(request.methods) * (
         len(volume_names) * len(request.volume_scales) + len(scans) * len(request.real_scales)
     )
     patch: dict[str, dict[float, Scores]] = {}
@@ -219,7 +220,7 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
             bar.set_postfix_str(what)
             bar.update()
 
-        if cohort is not None:
+        if cohort is not None and request.patches:
             patch = paper_protocol(
                 cohort,
                 {label: m for label, m in request.methods.items() if not m.joint},

@@ -129,8 +129,8 @@ def upsample_dataset(
     paths = find_dataset(dataset, bval, bvec, t1, mask)
     if up.uses_t1 and paths.t1 is None:
         raise InputError(
-            f"model {model} uses a T1w, and none was given or found with the DWI (arssr-cpu and "
-            "tricubic need none)",
+            f"model {model} uses a T1w, and none was given or found with the DWI (csr-qspace-cpu, "
+            "arssr-cpu and tricubic need none)",
             "t1",
         )
     img = load_image(paths.dwi, "DWI", ndim=(4,))
