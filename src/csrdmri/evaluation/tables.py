@@ -211,7 +211,7 @@ def volume_table(cases: list[VolumeCase]) -> str:
             lines.append(f"{head} | {label} | not run: {why} | – | – | – | – |")
         if case.ceiling is not None:
             gain = f"{case.ceiling - base['raw_psnr_mean']:+.2f}" if base else "–"
-            lines.append(f"{head} | noise-free signal (ceiling) | {case.ceiling:.2f} | {gain} | – | – | – |")
+            lines.append(f"{head} | noise-free signal | {case.ceiling:.2f} | {gain} | – | – | – |")
     return "\n".join(lines)
 
 

@@ -216,7 +216,9 @@ def noise_ceiling(
 ) -> float | None:
     """Mean raw PSNR of the noise-free signal ``reference`` against the noisy ``series`` over the
     diffusion-weighted volumes: what a method that recovered the signal exactly would score
-    against the noisy truth (None without a reference)."""
+    against the noisy truth (None without a reference). A ceiling where the noise has zero mean;
+    at low SNR (high b) the Rician floor biases the noisy truth — and every method's input —
+    upwards, and this can fall below cubic interpolation."""
     if reference is None:
         return None
     volumes = np.flatnonzero(~series.gtab.b0s_mask)
