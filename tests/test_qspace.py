@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -296,3 +297,18 @@ def test_evaluating_on_a_phantom_subject_it_was_trained_on_is_refused(tmp_path):
                     refuse_seen_phantom(folder, name, methods)
             else:
                 refuse_seen_phantom(folder, name, methods)
+
+
+def test_a_multishell_series_keeps_its_volume_order_and_b_table(tmp_path):
+    from conftest import run
+
+    series = multishell(tmp_path)
+    up = joint_upsampler(tmp_path, zero=False)
+    out = tmp_path / "out" / "sr.nii.gz"
+    result = run("upsample", series.paths.dwi, "--out", out, "--scale", "2", "--model", up.checkpoint)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bval")), series.gtab.bvals)
+    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bvec")).T, series.gtab.bvecs, atol=1e-6)
+    written = np.asarray(nib.load(out).dataobj)
+    np.testing.assert_allclose(written, run_series(series, up), atol=1e-3)
+    assert '"directions": "acquired"' in out.with_name("sr.json").read_text()
