@@ -140,7 +140,8 @@ def upsample(
     )
     shape = " × ".join(map(str, result.grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in result.grid.zooms)
-    typer.echo(f"wrote {result.out}: {shape} × {result.volumes} volumes, voxel {zooms} mm ({model})")
+    guide = f", guided by the T1w {result.t1w}" if result.t1w else ""
+    typer.echo(f"wrote {result.out}: {shape} × {result.volumes} volumes, voxel {zooms} mm ({model}{guide})")
 
 
 @app.command()

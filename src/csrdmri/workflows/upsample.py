@@ -7,7 +7,6 @@ reported in a moment rather than after gigabytes of I/O.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +27,17 @@ from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi, load_image
 from csrdmri.weights import DEFAULT_MODEL
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class UpsampleResult:
     """What was written: the output image (its .bval/.bvec/.json beside it), its grid, the
-    number of volumes and the method."""
+    number of volumes, the method and the T1w it used."""
 
     out: Path
     grid: TargetGrid
     volumes: int
     model: str
+    t1w: Path | None = None  # the T1w the model used (None: none, or a model without one)
 
 
 def check_target(scale: Sequence[float] | None, voxel_size: Sequence[float] | None) -> None:
@@ -149,14 +147,8 @@ def upsample_dataset(
         scan = PreparedScan.prepare(
             series, t1=paths.t1 if up.reads_t1 else None, shell=None if up.joint else DEFAULT_SHELL
         )
-        if up.reads_t1 and not up.uses_t1:
-            guide = (
-                f"guided by the T1w {paths.t1}"
-                if scan.t1 is not None
-                else "without a T1w (none given or found)"
-            )
-            log.info("model %s runs %s", model, guide)
         with about(paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
             warn_if_moved(series, scan.shell)
     upsample_to_file(series, grid, up, out, scan, options, plan)
-    return UpsampleResult(out, grid, len(plan.weights), model)
+    used = paths.t1 if scan is not None and scan.t1 is not None else None
+    return UpsampleResult(out, grid, len(plan.weights), model, used)
