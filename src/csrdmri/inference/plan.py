@@ -13,7 +13,6 @@ takes the acquired volume itself: measured data are never replaced by a fit of t
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +21,6 @@ from dipy.core.gradients import GradientTable, gradient_table
 from csrdmri.core.errors import InputError
 from csrdmri.dmri.preprocess import shells as find_shells
 from csrdmri.dmri.sh import MIN_DIRECTIONS, order_for, sh_matrices, unit_directions
-
-log = logging.getLogger(__name__)
 
 #: |cos| above which a requested direction is the acquired one.
 SAME_DIRECTION = 1 - 1e-6

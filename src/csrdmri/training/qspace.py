@@ -13,7 +13,6 @@ depends only on (seed, step): ``resume`` continues exactly.
 from __future__ import annotations
 
 import csv
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -28,8 +27,6 @@ from csrdmri.models import build_model
 from csrdmri.models.checkpoint import load_model, load_training_state, read_meta, save_checkpoint
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
-
-log = logging.getLogger(__name__)
 
 VALIDATION_SAMPLES = 24
 
