@@ -30,6 +30,14 @@ COORDS = ("global", "local")
 HALF_MARGIN = 1e-4
 
 
+def sample_latent(features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Latent map (B, C, X, Y, Z) sampled trilinearly (border padding) at normalised coordinates
+    ``coords`` (B, N, 3), (x, y, z) order -> (B, N, C)."""
+    grid = grid_sample_order(coords)[:, :, None, None, :]
+    sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled[:, :, :, 0, 0].transpose(1, 2)
+
+
 def local_code(index: torch.Tensor) -> torch.Tensor:
     """Offset of continuous LR indices ``index`` from their nearest LR voxel centre, in
     [-0.5, 0.5). The nearest voxel of a query exactly between two (scale 1.5, 2.5, ...) must not
@@ -123,9 +131,7 @@ class INR(nn.Module):
 
     def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """Intensities (B, N) at normalised coordinates ``coords`` (B, N, 3), (x, y, z) order."""
-        grid = grid_sample_order(coords)[:, :, None, None, :]
-        sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        sampled = sampled[:, :, :, 0, 0].transpose(1, 2)  # (B, N, latent)
+        sampled = sample_latent(features, coords)
         if self.coord == "global":
             code = coords
         else:

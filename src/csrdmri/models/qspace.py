@@ -19,12 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from csrdmri.core.grid import grid_sample_order, unnormalized
+from csrdmri.core.grid import unnormalized
 from csrdmri.dmri.sh import MAX_ORDER, n_coefficients
 from csrdmri.models import register
-from csrdmri.models.inr import ImplicitMLP, local_code
+from csrdmri.models.inr import ImplicitMLP, local_code, sample_latent
 from csrdmri.models.rdn import RDN, Interior
 
 #: Channels of the conditioning maps after the coefficients: b-value, SH order.
@@ -98,8 +97,7 @@ class QSpaceINR(nn.Module):
 
     def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """SH corrections (B, N, 28) at normalised coordinates ``coords`` (B, N, 3), (x, y, z)."""
-        grid = grid_sample_order(coords)[:, :, None, None, :]
-        sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        sampled = sampled[:, :, :, 0, 0].transpose(1, 2)
         shape = tuple(features.shape[-3:])
-        return self.decode_sampled(sampled, self.code(unnormalized(coords, shape), shape))
+        return self.decode_sampled(
+            sample_latent(features, coords), self.code(unnormalized(coords, shape), shape)
+        )
