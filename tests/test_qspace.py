@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -311,4 +312,7 @@ def test_a_multishell_series_keeps_its_volume_order_and_b_table(tmp_path):
     np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bvec")).T, series.gtab.bvecs, atol=1e-6)
     written = np.asarray(nib.load(out).dataobj)
     np.testing.assert_allclose(written, run_series(series, up), atol=1e-3)
-    assert '"directions": "acquired"' in out.with_name("sr.json").read_text()
+    sidecar = json.loads(out.with_name("sr.json").read_text())
+    assert sidecar["directions"] == "acquired"
+    modelled = np.flatnonzero((np.abs(series.gtab.bvals - 3000) > 50) & ~series.gtab.b0s_mask)
+    assert sidecar["model_volumes"] == modelled.tolist()  # the 5-direction shell stays cubic

@@ -147,7 +147,9 @@ def write_result(
             checkpoint=str(up.checkpoint),
             model_config=up.meta.get("model"),
             t1w=scan.provenance["t1w"] if up.reads_t1 else None,
-            model_volumes=scan.shell.tolist(),
+            model_volumes=sorted(int(v) for _, outputs in plan.shells.values() for v in outputs)
+            if up.joint
+            else scan.shell.tolist(),
             outside_mask=options.outside,
             mask=scan.provenance["mask"],
             mask_margin_voxels=options.margin,
