@@ -116,4 +116,3 @@ def test_processes_take_turns_and_hear_of_each_others_failures(tmp_path):
     assert [s["cache existed"] for s in seen] == [False, True]
     assert seen[0]["error"] == "process 1 failed to prepare the training data: subject x is unreadable"
     assert seen[1]["error"] == "subject x is unreadable"
-

@@ -316,3 +316,38 @@ def test_a_multishell_series_keeps_its_volume_order_and_b_table(tmp_path):
     assert sidecar["directions"] == "acquired"
     modelled = np.flatnonzero((np.abs(series.gtab.bvals - 3000) > 50) & ~series.gtab.b0s_mask)
     assert sidecar["model_volumes"] == modelled.tolist()  # the 5-direction shell stays cubic
+
+
+def test_fa_of_the_tensor_term_equals_dipys():
+    from dipy.reconst.dti import TensorModel
+    from dipy.sims.voxel import multi_tensor
+
+    from csrdmri.dmri.sh import sphere_directions
+    from csrdmri.training.tensor_loss import fractional_anisotropy, tensor_pinv
+
+    directions, rng = sphere_directions(20), np.random.default_rng(1)
+    gtab = gradient_table(np.r_[0.0, np.full(20, 1500.0)], bvecs=np.r_[[[1.0, 0, 0]], directions])
+    signals = []
+    for _ in range(12):
+        evals = np.sort(rng.uniform(2e-4, 2e-3, (1, 3)))[:, ::-1]
+        angles = [tuple(rng.uniform(0, 90, 2))]
+        signals.append(multi_tensor(gtab, evals, S0=300, angles=angles, fractions=[100], snr=None)[0])
+    signals = np.array(signals)
+    expected = TensorModel(gtab, fit_method="LS").fit(signals).fa
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    fa = fractional_anisotropy(t(signals[:, 1:]), t(signals[:, 0]), t(tensor_pinv(1500.0, directions)))
+    np.testing.assert_allclose(fa.numpy(), expected, atol=1e-5)
+
+
+def test_a_resumed_run_takes_new_options_and_decays_over_its_new_length():
+    from csrdmri.training.qspace import QSpaceConfig
+    from csrdmri.workflows.train import qspace_config
+
+    saved = {**vars(QSpaceConfig(steps=100, lr=1e-3, model=TINY_QSPACE)), "scale_range": [2.0, 2.5]}
+    config = qspace_config("csr-qspace", {"fa_weight": 0.5}, 200, saved)
+    assert (config.steps, config.fa_weight, config.scale_range) == (200, 0.5, (2.0, 2.5))
+    assert config.model == TINY_QSPACE  # the saved model, not the name's
+    # The schedule is a function of the step: at the old end it is half-way down the new cosine.
+    assert QSpaceConfig(steps=100, lr=1e-3).learning_rate(100) == pytest.approx(1e-4)
+    assert config.learning_rate(100) == pytest.approx(1e-4 + 9e-4 / 2)
+    assert config.learning_rate(0) == pytest.approx(1e-3)

@@ -111,9 +111,10 @@ def test_a_resumed_run_logs_the_learning_rate_it_uses(small_cohort, tmp_path):
             _drop_scheduler_state(run / "last.safetensors")
         train(config, small_cohort, run, resume=True, cache=cache, epochs=3)
         assert _lr_column(run) == _lr_column(straight), name
-    assert read_meta(tmp_path / "resumed" / "last.safetensors")["scheduler"] == read_meta(
-        straight / "last.safetensors"
-    )["scheduler"]
+    assert (
+        read_meta(tmp_path / "resumed" / "last.safetensors")["scheduler"]
+        == read_meta(straight / "last.safetensors")["scheduler"]
+    )
 
 
 def test_train_command_errors(small_cohort, tmp_path):

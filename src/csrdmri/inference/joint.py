@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
@@ -35,11 +36,12 @@ log = logging.getLogger(__name__)
 
 def shell_coefficients(scan: PreparedScan, volumes: np.ndarray, fit: np.ndarray, reciprocal: np.ndarray):
     """SH coefficients (28, X, Y, Z), float32, of the S/S0 of ``volumes`` (K,) by ``fit`` (K, 28);
-    accumulated volume by volume, so no (X, Y, Z, K) array is held."""
+    accumulated volume by volume (a rank-1 update in place), so no (X, Y, Z, K) array is held."""
     out = np.zeros((n_coefficients(MAX_ORDER), *scan.series.shape), np.float32)
-    for row, v in zip(fit.astype(np.float32), volumes, strict=True):
+    flat = torch.from_numpy(out).view(len(out), -1)
+    for row, v in zip(torch.from_numpy(fit.astype(np.float32)), volumes, strict=True):
         ratio = np.asarray(scan.series.data[..., v], dtype=np.float32) * reciprocal
-        out += row[:, None, None, None] * ratio[None]
+        flat.addr_(row, torch.from_numpy(ratio).view(-1))
     return out
 
 

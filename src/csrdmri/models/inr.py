@@ -76,7 +76,7 @@ class ImplicitMLP(nn.Module):
         for i, layer in enumerate(self.hidden):
             if i == self.skip_at:
                 h = torch.cat([h, x], dim=-1)
-            h = torch.relu(layer(h))
+            h = layer(h).relu_()  # in place: the linear's output is needed by nothing else
         return self.head(h)
 
 

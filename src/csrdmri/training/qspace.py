@@ -2,17 +2,22 @@
 
 The loss is what users consume: L1 of every DWI of the sample's shell in raw intensity
 (divided by the patch's mean b0 only so that samples compare), at random HR voxels, where the
-output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspace`).
+output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspace`); plus
+``fa_weight`` × the L1 error of the FA of the tensors fitted to the output and to the truth
+there (:mod:`csrdmri.training.tensor_loss`).
 Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
-interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR).
-Checkpoints (``last.safetensors`` every ``checkpoint_every`` steps and at the end,
-``best.safetensors`` on the best validation) hold the optimiser and scheduler, and every batch
-depends only on (seed, step): ``resume`` continues exactly.
+interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR),
+``val_fa_ratio`` the FA error relative to cubic's. The learning rate follows a cosine from
+``lr`` to ``lr / 10`` over ``steps``, a function of the step alone, so a run resumed with more
+steps decays over its new length. Checkpoints (``last.safetensors`` every ``checkpoint_every``
+steps and at the end, ``best.safetensors`` on the best validation) hold the optimiser, and every
+batch depends only on (seed, step): ``resume`` continues exactly.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -24,11 +29,13 @@ from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
 from csrdmri.models import build_model
-from csrdmri.models.checkpoint import load_model, load_training_state, read_meta, save_checkpoint
+from csrdmri.models.checkpoint import load_model, load_training_state, save_checkpoint
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
+from csrdmri.training.tensor_loss import fractional_anisotropy
 
 VALIDATION_SAMPLES = 24
+LOG_COLUMNS = ("step", "loss", "val_l1_ratio", "val_gain_db", "val_fa_ratio", "seconds")
 
 
 @dataclass
@@ -42,6 +49,7 @@ class QSpaceConfig:
     scale_range: tuple[float, float] = (1.6, 3.2)
     queries: int = 2048  # HR voxels scored per sample
     t1_dropout: float = 0.3  # share of steps trained without the T1w
+    fa_weight: float = 0.0  # weight of the FA term of the loss
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
@@ -53,6 +61,13 @@ class QSpaceConfig:
             raise InputError("steps, batch, subjects and queries must be at least 1")
         if not 0.0 <= self.t1_dropout <= 1.0:
             raise InputError(f"T1w dropout must be within 0..1, got {self.t1_dropout}", "t1_dropout")
+        if self.fa_weight < 0:
+            raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of ``step`` (0-based): a cosine from ``lr`` to ``lr / 10``."""
+        floor = self.lr / 10
+        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(step, self.steps) / self.steps)) / 2
 
 
 def raw_output(model: torch.nn.Module, features: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
@@ -83,25 +98,36 @@ def draw_batch(
     return samples
 
 
+def fa_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
+    """Mean |FA(output) - FA(truth)| over the sample's queries; the output's tensors use the
+    cubic b0 (what an upsampled series holds), the truth's its own."""
+    pinv = torch.from_numpy(sample.tensor)
+    fa = fractional_anisotropy(output, torch.from_numpy(sample.s0), pinv)
+    truth = fractional_anisotropy(torch.from_numpy(sample.target), torch.from_numpy(sample.b0), pinv)
+    return (fa - truth).abs().mean()
+
+
 def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, float]:
-    """Mean L1 ratio to cubic and the raw MSE gain over cubic (dB) on the validation batches."""
-    errors = {"l1": 0.0, "l1_cubic": 0.0, "mse": 0.0, "mse_cubic": 0.0}
+    """Mean L1 ratio to cubic, the raw MSE gain over cubic (dB) and the FA error ratio to
+    cubic on the validation batches."""
+    errors = dict.fromkeys(("l1", "l1_cubic", "mse", "mse_cubic", "fa", "fa_cubic"), 0.0)
     with torch.no_grad():
         for samples in batches:
             for s, out in zip(samples, raw_output(model, encode(model, samples), samples), strict=True):
-                target = torch.from_numpy(s.target)
-                errors["l1"] += float((out - target).abs().mean())
-                errors["l1_cubic"] += float(np.abs(s.cubic - s.target).mean())
-                errors["mse"] += float(((out - target) ** 2).mean())
-                errors["mse_cubic"] += float(((s.cubic - s.target) ** 2).mean())
+                cubic, target = torch.from_numpy(s.cubic), torch.from_numpy(s.target)
+                for key, value in (("", out), ("_cubic", cubic)):
+                    errors["l1" + key] += float((value - target).abs().mean())
+                    errors["mse" + key] += float(((value - target) ** 2).mean())
+                    errors["fa" + key] += float(fa_error(value, s))
     return {
         "val_l1_ratio": errors["l1"] / errors["l1_cubic"],
         "val_gain_db": 10.0 * float(np.log10(errors["mse_cubic"] / errors["mse"])),
+        "val_fa_ratio": errors["fa"] / errors["fa_cubic"],
     }
 
 
 def _start(out: Path, config: QSpaceConfig, resume: bool):
-    """Model, optimiser, scheduler and first step: new, or from ``out/last.safetensors``."""
+    """Model, optimiser and first step: new, or from ``out/last.safetensors``."""
     last = out / "last.safetensors"
     if resume:
         if not last.exists():
@@ -114,11 +140,9 @@ def _start(out: Path, config: QSpaceConfig, resume: bool):
         torch.manual_seed(config.seed)
         model, step, best = build_model(config.model), 0, -np.inf
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps, eta_min=config.lr / 10)
     if resume:
-        load_training_state(last, optimizer, scheduler)
-        scheduler.T_max = config.steps  # a run extended by more steps decays over its new length
-    return model, optimizer, scheduler, step, best
+        load_training_state(last, optimizer)
+    return model, optimizer, step, best
 
 
 def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int) -> list[Sample]:
@@ -127,28 +151,31 @@ def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int
     return draw_batch(subjects, config, rng, with_t1=rng.random() >= config.t1_dropout)
 
 
-def optimise(model, optimizer, scheduler, samples: list[Sample]) -> float:
-    """One optimisation step on ``samples``; returns the loss."""
+def optimise(model, optimizer, samples: list[Sample], lr: float, fa_weight: float) -> float:
+    """One optimisation step on ``samples`` at learning rate ``lr``; returns the loss."""
     model.train()
     outputs = raw_output(model, encode(model, samples), samples)
-    errors = [(o - torch.from_numpy(s.target)).abs().mean() for o, s in zip(outputs, samples, strict=True)]
+    errors = []
+    for o, s in zip(outputs, samples, strict=True):
+        error = (o - torch.from_numpy(s.target)).abs().mean()
+        errors.append(error + fa_weight * fa_error(o, s) if fa_weight else error)
     loss = torch.stack(errors).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     optimizer.step()
-    scheduler.step()
     return float(loss.detach())
 
 
 def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[str, float]:
-    """Train (or resume) the q-space run in ``out``; returns the last validation scores."""
+    """Train (or resume with ``config``) the q-space run in ``out``; returns the last
+    validation scores. A resumed run keeps its weights and optimiser state; ``config`` may
+    differ from the saved one (more steps, another loss weight)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        saved = read_meta(out / "last.safetensors").get("training", {})
-        config = QSpaceConfig(**{**saved, "steps": config.steps, "scale_range": tuple(saved["scale_range"])})
-    model, optimizer, scheduler, step, best = _start(out, config, resume)
+    model, optimizer, step, best = _start(out, config, resume)
     params = PhantomParams(voxel_size=config.voxel_size)
     subjects = [
         SimulatedSubject.draw(i, config.seed, params) for i in tqdm(range(config.subjects), desc="subjects")
@@ -163,14 +190,18 @@ def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[
     started = time.monotonic()
     bar = tqdm(range(step, config.steps), desc="training", initial=step, total=config.steps)
     # The next batch is simulated in a thread while the model trains on this one.
-    with open(out / "log.csv", "a", newline="") as handle, ThreadPoolExecutor(max_workers=1) as simulator:
+    log = out / "log.csv"
+    new_log = not log.exists()
+    with open(log, "a", newline="") as handle, ThreadPoolExecutor(max_workers=1) as simulator:
         writer = csv.writer(handle)
+        if new_log:
+            writer.writerow(LOG_COLUMNS)
         upcoming = simulator.submit(step_batch, subjects, config, step)
         for step in bar:
             samples = upcoming.result()
             if step + 1 < config.steps:
                 upcoming = simulator.submit(step_batch, subjects, config, step + 1)
-            loss = optimise(model, optimizer, scheduler, samples)
+            loss = optimise(model, optimizer, samples, config.learning_rate(step), config.fa_weight)
             bar.set_postfix(loss=f"{loss:.4f}")
             done = step + 1
             if done % config.checkpoint_every and done != config.steps:
@@ -181,9 +212,7 @@ def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[
             if scores["val_gain_db"] > best:
                 best = scores["val_gain_db"]
                 save_checkpoint(out / "best.safetensors", model, meta)
-            save_checkpoint(
-                out / "last.safetensors", model, {**meta, "best_gain_db": best}, optimizer, scheduler
-            )
+            save_checkpoint(out / "last.safetensors", model, {**meta, "best_gain_db": best}, optimizer)
             elapsed = time.monotonic() - started
             writer.writerow([done, f"{loss:.5f}", *(f"{v:.5f}" for v in scores.values()), f"{elapsed:.0f}"])
             handle.flush()

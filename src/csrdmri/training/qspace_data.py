@@ -28,6 +28,7 @@ from csrdmri.models.qspace import shell_input
 from csrdmri.phantom.cohort import draw_subject, subject_t1
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.signal import brain_signal, head_region
+from csrdmri.training.tensor_loss import tensor_pinv
 
 B_RANGE = (500.0, 3000.0)
 #: Direction counts a sample's shell may have (every SH order, common protocols).
@@ -65,8 +66,10 @@ class Sample:
     ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
     ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
-    ``basis`` (K, 28) the SH synthesis matrix of the shell's directions — all intensities
-    divided by the LR mean b0 of the brain, so that losses compare across samples.
+    ``b0`` (Q,) the HR mean b0, ``basis`` (K, 28) the SH synthesis matrix of the shell's
+    directions, ``tensor`` (6, K) its tensor fit (:func:`~csrdmri.training.tensor_loss.tensor_pinv`)
+    — all intensities divided by the LR mean b0 of the brain, so that losses compare across
+    samples.
     """
 
     inputs: np.ndarray
@@ -75,7 +78,9 @@ class Sample:
     target: np.ndarray
     cubic: np.ndarray
     s0: np.ndarray
+    b0: np.ndarray
     basis: np.ndarray
+    tensor: np.ndarray
 
 
 def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, float]:
@@ -154,5 +159,7 @@ def draw_sample(
         hr[index][:, n_b0:] / scale,
         cubic.astype(np.float32),
         s0.astype(np.float32),
+        hr[index][:, :n_b0].mean(axis=-1) / scale,
         basis.astype(np.float32),
+        tensor_pinv(bvalue, directions),
     )

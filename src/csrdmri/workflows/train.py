@@ -10,6 +10,7 @@ from pathlib import Path
 
 from csrdmri.core.errors import InputError
 from csrdmri.models import model_config
+from csrdmri.models.checkpoint import read_meta
 from csrdmri.training import TrainConfig, preset_for, train
 from csrdmri.training.qspace import QSpaceConfig, train_qspace
 
@@ -39,11 +40,12 @@ def run_config(preset: str, model: str | None = None, options: dict | None = Non
     return TrainConfig.from_dict(values)
 
 
-def qspace_config(name: str, options: dict, steps: int | None) -> QSpaceConfig:
-    """The q-space run's options: defaults, the JSON options (its ``model`` a name or a config),
-    ``steps``."""
-    values = {k: v for k, v in options.items() if k != "model"}
-    values["model"] = model_config(options.get("model", name))
+def qspace_config(name: str, options: dict, steps: int | None, saved: dict | None = None) -> QSpaceConfig:
+    """The q-space run's options: defaults (or, resuming, the ``saved`` run's options and
+    model), then the JSON options (its ``model`` a name or a config), then ``steps``."""
+    values = dict(saved or {})
+    values.update({k: v for k, v in options.items() if k != "model"})
+    values["model"] = saved["model"] if saved else model_config(options.get("model", name))
     if steps is not None:
         values["steps"] = steps
     if "scale_range" in values:
@@ -80,7 +82,9 @@ def train_run(
     if isinstance(name, str) and model_config(name).get("architecture") == "qspace":
         if data:
             raise InputError(f"model {name} simulates its training data; --data is not used", "data")
-        return train_qspace(out, qspace_config(name, options, steps), resume=resume)
+        last = out / "last.safetensors"
+        saved = read_meta(last).get("training") if resume and last.exists() else None
+        return train_qspace(out, qspace_config(name, options, steps, saved), resume=resume)
     if not data:
         raise InputError("training needs data: a cohort folder, subjects or scans", "data")
     return train(
