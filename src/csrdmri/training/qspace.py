@@ -3,15 +3,17 @@
 The loss is what users consume: L1 of every DWI of the sample's shell in raw intensity
 (divided by the patch's mean b0 only so that samples compare), at random HR voxels, where the
 output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspace`); plus
-``fa_weight`` × the L1 error of the FA of the tensors fitted to the output and to the truth
-there (:mod:`csrdmri.training.tensor_loss`).
+``fa_weight`` × the L1 error of the FA of the tensors fitted to the output and to the
+noise-free truth there (:mod:`csrdmri.training.tensor_loss`): the FA of the noisy truth is
+biased up by its noise, and matching it would teach the model to add anisotropic noise.
 Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
 interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR),
-``val_fa_ratio`` the FA error relative to cubic's. The learning rate follows a cosine from
-``lr`` to ``lr / 10`` over ``steps``, a function of the step alone, so a run resumed with more
-steps decays over its new length. Checkpoints (``last.safetensors`` every ``checkpoint_every``
-steps and at the end, ``best.safetensors`` on the best validation) hold the optimiser, and every
-batch depends only on (seed, step): ``resume`` continues exactly.
+``val_fa_ratio`` the FA error (against the noise-free truth) relative to cubic's. The learning
+rate follows a cosine from ``lr`` to ``lr / 10`` over ``steps``, a function of the step alone,
+so a run resumed with more steps decays over its new length. Checkpoints
+(``last.safetensors`` every ``checkpoint_every`` steps and at the end, ``best.safetensors`` on
+the best validation) hold the optimiser, and every batch depends only on (seed, step):
+``resume`` continues exactly.
 """
 
 from __future__ import annotations
@@ -99,12 +101,10 @@ def draw_batch(
 
 
 def fa_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
-    """Mean |FA(output) - FA(truth)| over the sample's queries; the output's tensors use the
-    cubic b0 (what an upsampled series holds), the truth's its own."""
-    pinv = torch.from_numpy(sample.tensor)
-    fa = fractional_anisotropy(output, torch.from_numpy(sample.s0), pinv)
-    truth = fractional_anisotropy(torch.from_numpy(sample.target), torch.from_numpy(sample.b0), pinv)
-    return (fa - truth).abs().mean()
+    """Mean |FA(output) - FA(noise-free truth)| over the sample's queries; the output's tensors
+    use the cubic b0 (what an upsampled series holds)."""
+    fa = fractional_anisotropy(output, torch.from_numpy(sample.s0), torch.from_numpy(sample.tensor))
+    return (fa - torch.from_numpy(sample.fa)).abs().mean()
 
 
 def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, float]:

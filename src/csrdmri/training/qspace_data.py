@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from dipy.core.gradients import gradient_table
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
@@ -28,7 +29,7 @@ from csrdmri.models.qspace import shell_input
 from csrdmri.phantom.cohort import draw_subject, subject_t1
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.signal import brain_signal, head_region
-from csrdmri.training.tensor_loss import tensor_pinv
+from csrdmri.training.tensor_loss import fractional_anisotropy, tensor_pinv
 
 B_RANGE = (500.0, 3000.0)
 #: Direction counts a sample's shell may have (every SH order, common protocols).
@@ -66,10 +67,10 @@ class Sample:
     ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
     ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
-    ``b0`` (Q,) the HR mean b0, ``basis`` (K, 28) the SH synthesis matrix of the shell's
-    directions, ``tensor`` (6, K) its tensor fit (:func:`~csrdmri.training.tensor_loss.tensor_pinv`)
-    — all intensities divided by the LR mean b0 of the brain, so that losses compare across
-    samples.
+    ``fa`` (Q,) the FA of the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
+    the shell's directions, ``tensor`` (6, K) its tensor fit
+    (:func:`~csrdmri.training.tensor_loss.tensor_pinv`) — all intensities divided by the LR mean
+    b0 of the brain, so that losses compare across samples.
     """
 
     inputs: np.ndarray
@@ -78,7 +79,7 @@ class Sample:
     target: np.ndarray
     cubic: np.ndarray
     s0: np.ndarray
-    b0: np.ndarray
+    fa: np.ndarray
     basis: np.ndarray
     tensor: np.ndarray
 
@@ -92,8 +93,9 @@ def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, flo
 
 def simulate_patch(
     subject: SimulatedSubject, box: tuple[slice, ...], bvals: np.ndarray, bvecs: np.ndarray, snr: float, rng
-) -> np.ndarray:
-    """The noisy HR signal (n, n, n, V) of ``box`` for the b-table (``bvals``, ``bvecs``)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The noisy and the noise-free HR signal (n, n, n, V) of ``box`` for the b-table
+    (``bvals``, ``bvecs``)."""
     gtab = gradient_table(bvals, bvecs=bvecs)
     rows = subject.rows[box]
     out = np.zeros((*rows.shape, len(bvals)), np.float32)
@@ -103,7 +105,7 @@ def simulate_patch(
     sigma = subject.params.s0_wm / snr
     noise = rng.standard_normal(size=(2, *out.shape), dtype=np.float32) * np.float32(sigma)
     noisy = np.sqrt((out + noise[0]) ** 2 + noise[1] ** 2)
-    return np.where(subject.head[box][..., None], noisy, 0.0).astype(np.float32)
+    return np.where(subject.head[box][..., None], noisy, 0.0).astype(np.float32), out
 
 
 def patch_box(subject: SimulatedSubject, n: int, rng: np.random.Generator) -> tuple[slice, ...]:
@@ -129,7 +131,7 @@ def draw_sample(
     k = len(directions)
     bvals = np.r_[np.zeros(n_b0), np.full(k, bvalue)]
     bvecs = np.r_[np.tile([[1.0, 0.0, 0.0]], (n_b0, 1)), directions]
-    hr = simulate_patch(subject, box, bvals, bvecs, snr, rng)
+    hr, clean = simulate_patch(subject, box, bvals, bvecs, snr, rng)
     lr = resample(hr, (lr_size,) * 3)
     lr_mask = resample((subject.rows[box] >= 0).astype(np.float32), (lr_size,) * 3) > 0.5
     if lr_mask.sum() < 8:
@@ -148,6 +150,9 @@ def draw_sample(
     picked = picked[rng.choice(len(picked), size=queries, replace=len(picked) < queries)]
     index = tuple(picked.T)
     scale = float(np.mean(b0[lr_mask]))
+    pinv = tensor_pinv(bvalue, directions)
+    clean = torch.from_numpy(clean[index])
+    fa = fractional_anisotropy(clean[:, n_b0:], clean[:, :n_b0].mean(dim=-1), torch.from_numpy(pinv))
     cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
     s0 = np.maximum(resample(b0, (n,) * 3)[index], 0.0) / scale
     coords = normalized(np.stack([source_index(lr_size, n)[i] for i in index], axis=-1), lr_size)
@@ -159,7 +164,7 @@ def draw_sample(
         hr[index][:, n_b0:] / scale,
         cubic.astype(np.float32),
         s0.astype(np.float32),
-        hr[index][:, :n_b0].mean(axis=-1) / scale,
+        fa.numpy(),
         basis.astype(np.float32),
-        tensor_pinv(bvalue, directions),
+        pinv,
     )
