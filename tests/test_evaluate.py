@@ -232,3 +232,56 @@ def test_fixed_scale_models_serve_other_scales_as_the_paper(tmp_path):
         evaluate.resolve_method(f"{paths[2.0]}+csr-dmri-cpu")
     with pytest.raises(InputError, match="can be joined"):
         evaluate.resolve_method(f"{paths[2.0]}+{paths[2.0]}")
+
+
+def test_angular_protocol_scores_the_held_out_directions(small_cohort, tmp_path):
+    """6 of the 12 directions kept; the other 6 made by tricubic (SH fit) and a joint model
+    that predicts nothing (so: tricubic exactly) or something."""
+    scan = scan_copy(small_cohort / "phantom001", tmp_path / "scan", False)
+    tiny = {"architecture": "qspace", "latent": 4, "g0": 4, "growth": 4, "blocks": 1, "layers": 1}
+    tiny |= {"width": 8, "depth": 2, "skip_at": 1}
+    torch.manual_seed(0)
+    model = build_model(tiny)
+    save_checkpoint(tmp_path / "zero.safetensors", model, {"model": tiny})
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.05)
+    save_checkpoint(tmp_path / "some.safetensors", model, {"model": tiny})
+    models = f"tricubic,zero={tmp_path / 'zero.safetensors'},some={tmp_path / 'some.safetensors'}"
+    args = ["--real", scan, "--directions", "0", "--real-scales", "2", "--angular", "6", "--models", models]
+    result = run("evaluate", *args, "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "report" / "results.json").read_text())
+    (case,) = saved["angular"]
+    assert case["data"] == "scan (6 → 12 directions)" and case["scale"] == 2
+    scores = case["methods"]
+    assert scores["tricubic"]["volumes"] == 6
+    assert scores["zero"]["raw_psnr_mean"] == pytest.approx(scores["tricubic"]["raw_psnr_mean"], abs=1e-4)
+    assert abs(scores["some"]["raw_psnr_mean"] - scores["tricubic"]["raw_psnr_mean"]) > 1e-3
+    # Directions made from half of the shell are further from the truth than acquired ones.
+    (acquired,) = saved["real_scans"]
+    assert scores["tricubic"]["raw_psnr_mean"] < acquired["methods"]["tricubic"]["raw_psnr_mean"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Angular super-resolution (held-out directions)" in report
+    assert_user_error(run("evaluate", "--real", scan, "--angular", "7"), "leaves 5", "--angular")
+
+
+def test_angular_output_volumes_follow_the_held_out_ones_across_shells():
+    from dipy.core.gradients import gradient_table
+
+    from csrdmri.evaluation.angular import output_volumes, split_directions, volumes_of
+    from csrdmri.inference.plan import OutputPlan
+    from csrdmri.io.nifti import DWISeries
+
+    rng = np.random.default_rng(3)
+    bvecs = rng.normal(size=(30, 3))
+    bvecs /= np.linalg.norm(bvecs, axis=1, keepdims=True)
+    bvals = np.r_[0.0, np.full(14, 1000.0), 0.0, np.full(14, 2005.0)]
+    order = np.r_[0, rng.permutation(np.arange(1, 30))]
+    gtab = gradient_table(bvals[order], bvecs=bvecs[order])
+    series = DWISeries(np.zeros((2, 2, 2, 30), np.float32), np.eye(4), gtab, None, None)
+    kept, left = split_directions(series, 7)
+    assert len(kept) == 2 + 14 and len(left) == 14
+    plan = OutputPlan.build(volumes_of(series, kept).gtab, out_directions=gtab.bvecs[left])
+    picked = output_volumes(plan, series, left)
+    np.testing.assert_allclose(plan.gtab.bvals[picked[2:]], gtab.bvals[left], atol=10)
+    np.testing.assert_allclose(plan.gtab.bvecs[picked[2:]], gtab.bvecs[left], atol=1e-12)
+    assert plan.gtab.b0s_mask[picked[:2]].all()

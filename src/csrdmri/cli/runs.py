@@ -116,6 +116,14 @@ def evaluate(
         ),
     ] = None,
     real_scales: Annotated[str, typer.Option(help="Scale factors of the real-scan protocol.")] = "2,2.4",
+    angular: Annotated[
+        int | None,
+        typer.Option(
+            help="Also score angular super-resolution: keep this many directions per shell of each "
+            "whole volume and real scan (at its first scale) and make the others (tricubic and "
+            "joint models)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Report folder: report.md, results.json, figures/ (else: print).")
     ] = None,
@@ -151,6 +159,7 @@ def evaluate(
         directions=directions or None,
         real=[Path(p.strip()) for p in (real or "").split(",") if p.strip()],
         real_scales=parse_list(real_scales, "--real-scales"),
+        angular=angular,
         options=options,
         out=out,
         command=" ".join(["csrdmri", *sys.argv[1:]]),

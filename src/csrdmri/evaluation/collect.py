@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
+from csrdmri.evaluation.angular import angular_protocol
 from csrdmri.evaluation.patch_protocol import (
     Method,
     Scores,
@@ -59,6 +60,9 @@ class EvaluationRequest:
         Real scans (dataset folders, or folders of them) for the degradation-based protocol.
     real_scales
         Scale factors of the real-scan protocol.
+    angular
+        Directions kept per shell to score angular super-resolution on each whole volume and
+        real scan at its first scale (:mod:`csrdmri.evaluation.angular`); None: not scored.
     options
         How models run over whole volumes and real scans (device, precision, tiles); the patch
         protocol runs on the CPU.
@@ -79,6 +83,7 @@ class EvaluationRequest:
     directions: int | None = 30
     real: Sequence[Path] = ()
     real_scales: Sequence[float] = (2.0, 2.4)
+    angular: int | None = None
     options: Options = field(default_factory=Options)
     out: Path | None = None
     command: str = "csrdmri evaluate"
@@ -111,11 +116,12 @@ class EvaluationResults:
     real_cases: list[VolumeCase]  # real scans, degradation-based
     data_label: str  # the data the patch protocol measured, as the tables name it
     protocol: dict  # the settings, as results.json records them
+    angular_cases: list[VolumeCase] = field(default_factory=list)  # held-out directions
 
     @property
     def case_groups(self) -> dict[str, list[VolumeCase]]:
-        """The whole-volume cases by kind, in report order: ``volume`` then ``real``."""
-        return {"volume": self.volume_cases, "real": self.real_cases}
+        """The whole-volume cases by kind, in report order: ``volume``, ``real``, ``angular``."""
+        return {"volume": self.volume_cases, "real": self.real_cases, "angular": self.angular_cases}
 
 
 def real_datasets(paths: Sequence[Path]) -> dict[str, DatasetPaths]:
@@ -156,6 +162,7 @@ def _protocol_record(
         "directions": request.directions,
         "real": {name: str(paths.dwi) for name, paths in scans.items()},
         "real_scales": list(request.real_scales),
+        "angular_kept_directions": request.angular,
     }
 
 
@@ -165,7 +172,10 @@ def _volume_cases(
     datasets: dict[str, DatasetPaths],
     scales: Sequence[float],
     progress: Callable[[str], None],
+    angular: list[VolumeCase],
 ) -> list[VolumeCase]:
+    """The whole-volume cases of ``datasets`` (phantom subjects of ``cohort``, or real scans);
+    their angular cases (at the first scale) are appended to ``angular`` when requested."""
     cases: list[VolumeCase] = []
     for name, paths in datasets.items():
         full = load_dwi(paths)
@@ -177,6 +187,9 @@ def _volume_cases(
         cases += volume_protocol(
             name, series, request.methods, list(scales), request.options, progress, reference
         )
+        if request.angular is not None:
+            settings = (scales[0], request.angular, request.options, progress, reference)
+            angular.append(angular_protocol(name, series, request.methods, *settings))
     return cases
 
 
@@ -209,8 +222,10 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
     scans = real_datasets(request.real)
     volume_names = subjects[: request.volume_subjects]
     volumes = {name: find_dataset(Path(cohort) / name) for name in volume_names}
+    angular = int(request.angular is not None)
     units = len(subjects) * bool(request.patches) + len(request.methods) * (
-        len(volume_names) * len(request.volume_scales) + len(scans) * len(request.real_scales)
+        len(volume_names) * (len(request.volume_scales) + angular)
+        + len(scans) * (len(request.real_scales) + angular)
     )
     patch: dict[str, dict[float, Scores]] = {}
     examples: dict[float, dict[str, np.ndarray]] = {}
@@ -231,8 +246,9 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
                 progress,
                 examples,
             )
-        volume_cases = _volume_cases(request, cohort, volumes, request.volume_scales, progress)
-        real_cases = _volume_cases(request, None, scans, request.real_scales, progress)
+        angular_cases: list[VolumeCase] = []
+        volume_cases = _volume_cases(request, cohort, volumes, request.volume_scales, progress, angular_cases)
+        real_cases = _volume_cases(request, None, scans, request.real_scales, progress, angular_cases)
     plural = "s" if len(subjects) != 1 else ""
     return EvaluationResults(
         methods=request.methods,
@@ -240,6 +256,7 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
         examples=examples,
         volume_cases=volume_cases,
         real_cases=real_cases,
+        angular_cases=angular_cases,
         data_label=f"phantom ({request.split}, {len(subjects)} subject{plural} × {request.patches} patches)",
         protocol=_protocol_record(request, volume_names, scans),
     )

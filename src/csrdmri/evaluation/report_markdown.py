@@ -33,6 +33,13 @@ CASE_SECTIONS = {
         "undoes that synthetic downsampling on real anatomy and noise, not how it performs on "
         "a scan acquired at the lower resolution.",
     ),
+    "angular": (
+        "Angular super-resolution (held-out directions)",
+        "Each whole volume and real scan above, at its first scale, with only some directions of "
+        "each shell kept (spread over the sphere) and degraded; the methods that can make new "
+        "directions write the held-out ones, which are scored (DTI: over the b0s and the "
+        "held-out directions). Tricubic is the cubic upsampling of each shell's SH fit.",
+    ),
 }
 
 

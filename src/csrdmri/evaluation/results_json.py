@@ -48,4 +48,5 @@ def results_record(command: str, results: EvaluationResults) -> dict:
         },
         "whole_volume": [_case_record(c) for c in results.volume_cases],
         "real_scans": [_case_record(c) for c in results.real_cases],
+        "angular": [_case_record(c) for c in results.angular_cases],
     }

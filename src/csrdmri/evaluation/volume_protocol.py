@@ -65,17 +65,20 @@ def spread_directions(bvecs: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.asarray(chosen))
 
 
-def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
-    """The b0 volumes and ``directions`` spread volumes of each shell (all when None), in order."""
-    kept = [b0_indices(series.gtab)]
+def kept_volumes(gtab, directions: int | None) -> np.ndarray:
+    """Sorted indices of the b0 volumes and of ``directions`` spread volumes of each shell of
+    ``gtab`` (all when None)."""
+    kept = [b0_indices(gtab)]
     if directions is not None and directions < MIN_DIRECTIONS:
         raise InputError(f"a tensor fit needs at least {MIN_DIRECTIONS} directions, got {directions}")
-    for shell in shells(series.gtab).values():
-        chosen = (
-            shell if directions is None else shell[spread_directions(series.gtab.bvecs[shell], directions)]
-        )
-        kept.append(chosen)
-    keep = np.sort(np.concatenate(kept))
+    for shell in shells(gtab).values():
+        kept.append(shell if directions is None else shell[spread_directions(gtab.bvecs[shell], directions)])
+    return np.sort(np.concatenate(kept))
+
+
+def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
+    """The b0 volumes and ``directions`` spread volumes of each shell (all when None), in order."""
+    keep = kept_volumes(series.gtab, directions)
     gtab = gradient_table(
         series.gtab.bvals[keep], bvecs=series.gtab.bvecs[keep], b0_threshold=series.gtab.b0_threshold
     )
