@@ -267,7 +267,8 @@ def test_angular_protocol_scores_the_held_out_directions(small_cohort, tmp_path)
 def test_angular_output_volumes_follow_the_held_out_ones_across_shells():
     from dipy.core.gradients import gradient_table
 
-    from csrdmri.evaluation.angular import output_volumes, split_directions, volumes_of
+    from csrdmri.evaluation.angular import output_volumes, split_directions
+    from csrdmri.evaluation.volume_protocol import volumes_of
     from csrdmri.inference.plan import OutputPlan
     from csrdmri.io.nifti import DWISeries
 

@@ -15,10 +15,8 @@ For a dataset taken as the truth (as in :mod:`csrdmri.evaluation.volume_protocol
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
-from dipy.core.gradients import gradient_table
 
 from csrdmri.core.errors import InputError
 from csrdmri.dmri.dti import tensor_maps
@@ -33,18 +31,12 @@ from csrdmri.evaluation.volume_protocol import (
     kept_volumes,
     noise_ceiling,
     score_volume,
+    volumes_of,
 )
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.nifti import DWISeries
-
-
-def volumes_of(series: DWISeries, indices: np.ndarray) -> DWISeries:
-    """The volumes ``indices`` of ``series``, with their b-table."""
-    gtab = series.gtab
-    subset = gradient_table(gtab.bvals[indices], bvecs=gtab.bvecs[indices], b0_threshold=gtab.b0_threshold)
-    return replace(series, data=series.data[..., indices], gtab=subset)
 
 
 def split_directions(series: DWISeries, keep: int) -> tuple[np.ndarray, np.ndarray]:

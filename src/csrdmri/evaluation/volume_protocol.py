@@ -76,13 +76,16 @@ def kept_volumes(gtab, directions: int | None) -> np.ndarray:
     return np.sort(np.concatenate(kept))
 
 
+def volumes_of(series: DWISeries, indices: np.ndarray) -> DWISeries:
+    """The volumes ``indices`` of ``series``, with their b-table."""
+    gtab = series.gtab
+    subset = gradient_table(gtab.bvals[indices], bvecs=gtab.bvecs[indices], b0_threshold=gtab.b0_threshold)
+    return replace(series, data=series.data[..., indices], gtab=subset)
+
+
 def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
     """The b0 volumes and ``directions`` spread volumes of each shell (all when None), in order."""
-    keep = kept_volumes(series.gtab, directions)
-    gtab = gradient_table(
-        series.gtab.bvals[keep], bvecs=series.gtab.bvecs[keep], b0_threshold=series.gtab.b0_threshold
-    )
-    return replace(series, data=series.data[..., keep], gtab=gtab)
+    return volumes_of(series, kept_volumes(series.gtab, directions))
 
 
 def degrade_series(series: DWISeries, scale: float) -> tuple[DWISeries, TargetGrid]:
