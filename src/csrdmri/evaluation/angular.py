@@ -14,11 +14,11 @@ For a dataset taken as the truth (as in :mod:`csrdmri.evaluation.volume_protocol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
-from csrdmri.core.errors import InputError
 from csrdmri.dmri.dti import tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, shells
 from csrdmri.dmri.scan import PreparedScan
@@ -38,20 +38,25 @@ from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.nifti import DWISeries
 
+log = logging.getLogger(__name__)
 
-def split_directions(series: DWISeries, keep: int) -> tuple[np.ndarray, np.ndarray]:
+
+def split_directions(series: DWISeries, keep: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The b0s and ``keep`` spread directions of each shell (sorted indices), and the other
-    diffusion-weighted volumes; refused when a shell cannot keep ``keep`` and still leave out the
-    directions a tensor fit needs."""
-    if keep < MIN_DIRECTIONS:
-        raise InputError(f"an SH fit needs at least {MIN_DIRECTIONS} kept directions, got {keep}", "angular")
+    diffusion-weighted volumes; None (with a warning) when a shell cannot keep ``keep`` and
+    still leave out the directions a tensor fit needs."""
     for b, idx in shells(series.gtab).items():
         if len(idx) < keep + MIN_DIRECTIONS:
-            raise InputError(
-                f"keeping {keep} directions of the shell b = {b:g} s/mm² leaves {len(idx) - keep}: "
-                f"the held-out directions need at least {MIN_DIRECTIONS} for a tensor fit",
-                "angular",
+            log.warning(
+                "%s: keeping %d directions of the shell b = %g s/mm² leaves %d, fewer than the %d "
+                "a tensor fit needs: no angular score",
+                series.paths.dwi if series.paths else "series",
+                keep,
+                b,
+                len(idx) - keep,
+                MIN_DIRECTIONS,
             )
+            return None
     kept = kept_volumes(series.gtab, keep)
     return kept, np.setdiff1d(np.flatnonzero(~series.gtab.b0s_mask), kept)
 
@@ -76,10 +81,14 @@ def angular_protocol(
     options: Options | None = None,
     progress: Callable[[str], None] | None = None,
     reference: np.ndarray | None = None,
-) -> VolumeCase:
+) -> VolumeCase | None:
     """Score each method's held-out directions of ``series`` (the truth) from ``keep``
-    directions per shell, degraded by ``scale``; ``reference``: the noise-free signal (phantoms)."""
-    kept, left = split_directions(series, keep)
+    directions per shell, degraded by ``scale``; ``reference``: the noise-free signal (phantoms).
+    None when the series has too few directions (:func:`split_directions`)."""
+    split = split_directions(series, keep)
+    if split is None:
+        return None
+    kept, left = split
     b0s = b0_indices(series.gtab)
     truth = volumes_of(series, np.concatenate([b0s, left]))
     truth_scan = PreparedScan.prepare(truth, shell=None)

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
+from csrdmri.dmri.sh import MIN_DIRECTIONS
 from csrdmri.evaluation.angular import angular_protocol
 from csrdmri.evaluation.patch_protocol import (
     Method,
@@ -100,6 +101,10 @@ class EvaluationRequest:
         if self.volume_subjects < 0:
             raise InputError(
                 f"whole-volume subjects must not be negative, got {self.volume_subjects}", "volume_subjects"
+            )
+        if self.angular is not None and self.angular < MIN_DIRECTIONS:
+            raise InputError(
+                f"an SH fit needs at least {MIN_DIRECTIONS} kept directions, got {self.angular}", "angular"
             )
         if self.directions is not None and self.directions < 0:
             raise InputError(f"directions must not be negative, got {self.directions}", "directions")
@@ -189,7 +194,12 @@ def _volume_cases(
         )
         if request.angular is not None:
             settings = (scales[0], request.angular, request.options, progress, reference)
-            angular.append(angular_protocol(name, series, request.methods, *settings))
+            case = angular_protocol(name, series, request.methods, *settings)
+            if case is not None:
+                angular.append(case)
+            else:  # too few directions (said in a warning)
+                for _ in request.methods:
+                    progress(f"{name} angular (skipped)")
     return cases
 
 
