@@ -124,6 +124,14 @@ def evaluate(
             "joint models)."
         ),
     ] = None,
+    degradation: Annotated[
+        str,
+        typer.Option(
+            help="How the low-resolution data are made from the truth in every protocol: 'tricubic' "
+            "(the paper's cubic B-spline sampling) or 'kspace' (the central block of k-space, what "
+            "a scanner acquiring the coarser matrix measures, Gibbs ringing included)."
+        ),
+    ] = "tricubic",
     out: Annotated[
         Path | None, typer.Option(help="Report folder: report.md, results.json, figures/ (else: print).")
     ] = None,
@@ -160,6 +168,7 @@ def evaluate(
         real=[Path(p.strip()) for p in (real or "").split(",") if p.strip()],
         real_scales=parse_list(real_scales, "--real-scales"),
         angular=angular,
+        degradation=degradation,
         options=options,
         out=out,
         command=" ".join(["csrdmri", *sys.argv[1:]]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from csrdmri.core.resample import resample
+from csrdmri.core.degrade import downsample
 
 PATCH = 40  #: side of the patches drawn inside the brain (voxels)
 LR_SIZE = 10  #: side of the LR patch (voxels)
@@ -58,26 +58,7 @@ def central_crop(patch: np.ndarray, size: int) -> np.ndarray:
     return patch[start : start + size, start : start + size, start : start + size]
 
 
-DEGRADATIONS = ("tricubic", "kspace")
-
-
 def degrade(hr: np.ndarray, lr_size: int = LR_SIZE, method: str = "tricubic") -> np.ndarray:
-    """LR patch ``lr_size``³ from a cubic HR crop (same field of view).
-
-    ``"tricubic"`` (the paper): cubic B-spline downsampling. ``"kspace"`` (more MRI-like): keep
-    the ``lr_size``³ lowest frequencies of the crop's DFT, i.e. what a scanner acquiring the
-    coarser matrix measures (no windowing, so Gibbs ringing is part of the degradation), phase-
-    shifted so that the LR samples sit at the LR voxel centres of :mod:`csrdmri.core.grid`.
-    """
-    if method == "tricubic":
-        return resample(hr, (lr_size,) * 3)
-    if method != "kspace":
-        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {method!r}")
-    n = hr.shape[0]
-    keep = np.rint(np.fft.fftfreq(lr_size) * lr_size).astype(int)  # integer frequencies kept
-    # LR sample i sits at HR index (i + 0.5)·n/L − 0.5 = i·n/L + shift.
-    phase = np.exp(2j * np.pi * keep * (0.5 * n / lr_size - 0.5) / n)
-    spectrum = np.fft.fftn(hr.astype(np.float64))[np.ix_(keep, keep, keep)]
-    spectrum *= phase[:, None, None] * phase[None, :, None] * phase[None, None, :]
-    lr = np.fft.ifftn(spectrum).real * (lr_size / n) ** 3
-    return lr.astype(hr.dtype, copy=False)
+    """LR patch ``lr_size``³ from a cubic HR crop (same field of view) by the degradation
+    ``method``: ``"tricubic"`` (the paper's) or ``"kspace"`` (:mod:`csrdmri.core.degrade`)."""
+    return downsample(hr, (lr_size,) * 3, method)

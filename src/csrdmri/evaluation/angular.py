@@ -81,9 +81,11 @@ def angular_protocol(
     options: Options | None = None,
     progress: Callable[[str], None] | None = None,
     reference: np.ndarray | None = None,
+    degradation: str = "tricubic",
 ) -> VolumeCase | None:
     """Score each method's held-out directions of ``series`` (the truth) from ``keep``
-    directions per shell, degraded by ``scale``; ``reference``: the noise-free signal (phantoms).
+    directions per shell, degraded by ``scale`` by ``degradation``; ``reference``: the
+    noise-free signal (phantoms).
     None when the series has too few directions (:func:`split_directions`)."""
     split = split_directions(series, keep)
     if split is None:
@@ -95,7 +97,7 @@ def angular_protocol(
     truth_maps = tensor_maps(truth.data, truth.gtab, truth_scan.mask)
     raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
     clean = None if reference is None else reference[..., np.concatenate([b0s, left])]
-    lr, grid = degrade_series(volumes_of(series, kept), scale)
+    lr, grid = degrade_series(volumes_of(series, kept), scale, degradation)
     reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
     scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
     directions = series.gtab.bvecs[left]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from csrdmri.core.degrade import DEGRADATIONS
 from csrdmri.core.errors import InputError
 from csrdmri.dmri.sh import MIN_DIRECTIONS
 from csrdmri.evaluation.angular import angular_protocol
@@ -61,6 +62,9 @@ class EvaluationRequest:
         Real scans (dataset folders, or folders of them) for the degradation-based protocol.
     real_scales
         Scale factors of the real-scan protocol.
+    degradation
+        How the LR data are made from the truth in every protocol: ``"tricubic"`` (the
+        paper's) or ``"kspace"`` (:mod:`csrdmri.core.degrade`).
     angular
         Directions kept per shell to score angular super-resolution on each whole volume and
         real scan at its first scale (:mod:`csrdmri.evaluation.angular`); None: not scored.
@@ -84,6 +88,7 @@ class EvaluationRequest:
     directions: int | None = 30
     real: Sequence[Path] = ()
     real_scales: Sequence[float] = (2.0, 2.4)
+    degradation: str = "tricubic"
     angular: int | None = None
     options: Options = field(default_factory=Options)
     out: Path | None = None
@@ -105,6 +110,11 @@ class EvaluationRequest:
         if self.angular is not None and self.angular < MIN_DIRECTIONS:
             raise InputError(
                 f"an SH fit needs at least {MIN_DIRECTIONS} kept directions, got {self.angular}", "angular"
+            )
+        if self.degradation not in DEGRADATIONS:
+            raise InputError(
+                f"degradation must be one of {', '.join(DEGRADATIONS)}, got {self.degradation!r}",
+                "degradation",
             )
         if self.directions is not None and self.directions < 0:
             raise InputError(f"directions must not be negative, got {self.directions}", "directions")
@@ -168,6 +178,7 @@ def _protocol_record(
         "real": {name: str(paths.dwi) for name, paths in scans.items()},
         "real_scales": list(request.real_scales),
         "angular_kept_directions": request.angular,
+        "degradation": request.degradation,
     }
 
 
@@ -189,12 +200,10 @@ def _volume_cases(
         if cohort is not None:  # a phantom subject: also scored against its noise-free signal
             refuse_seen_phantom(cohort, name, request.methods)
             reference = subset_series(replace(full, data=noise_free(cohort, name)), request.directions).data
-        cases += volume_protocol(
-            name, series, request.methods, list(scales), request.options, progress, reference
-        )
+        settings = (request.options, progress, reference, request.degradation)
+        cases += volume_protocol(name, series, request.methods, list(scales), *settings)
         if request.angular is not None:
-            settings = (scales[0], request.angular, request.options, progress, reference)
-            case = angular_protocol(name, series, request.methods, *settings)
+            case = angular_protocol(name, series, request.methods, scales[0], request.angular, *settings)
             if case is not None:
                 angular.append(case)
             else:  # too few directions (said in a warning)
@@ -255,6 +264,7 @@ def run_protocols(request: EvaluationRequest) -> EvaluationResults:
                 request.split,
                 progress,
                 examples,
+                request.degradation,
             )
         angular_cases: list[VolumeCase] = []
         volume_cases = _volume_cases(request, cohort, volumes, request.volume_scales, progress, angular_cases)

@@ -206,8 +206,11 @@ def paper_protocol(
     split: str = "test",
     progress: Callable[[str], None] | None = None,
     examples: dict[float, dict[str, np.ndarray]] | None = None,
+    degradation: str = "tricubic",
 ) -> dict[str, dict[float, Scores]]:
-    """Scores of each method at each scale on the paper's patch protocol.
+    """Scores of each method at each scale on the paper's patch protocol, the LR S/S0 patches
+    made by ``degradation`` (:mod:`csrdmri.core.degrade`; the T1w's always tricubic, as in
+    training).
 
     ``examples``, when given, receives the first patch of the first subject at each scale:
     scale -> {"HR": (n, n, n), "LR": (L, L, L), label: (n, n, n) for each method}, S/S0.
@@ -231,7 +234,7 @@ def paper_protocol(
             for s in scales:
                 n = hr_size(s)
                 hr = central_crop(patch, n)
-                lr = degrade(hr)
+                lr = degrade(hr, method=degradation)
                 t1_lr = degrade(central_crop(t1[box], n)) if t1 is not None else None
                 for m, method in methods.items():
                     sr = method.patch(lr, t1_lr, hr.shape)

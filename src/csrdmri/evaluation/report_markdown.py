@@ -43,7 +43,16 @@ CASE_SECTIONS = {
 }
 
 
+#: How each degradation (``--degradation``, :mod:`csrdmri.core.degrade`) makes the LR data.
+DEGRADATION_TEXT = {
+    "tricubic": "cubic B-spline sampling at the LR voxel centres (the paper's protocol)",
+    "kspace": "the central block of k-space (a sinc point-spread function, Gibbs ringing included: what a "
+    "scanner acquiring the coarser matrix measures, to first order)",
+}
+
+
 def _header(command: str, results: EvaluationResults) -> list[str]:
+    degradation = results.protocol.get("degradation", "tricubic")
     return [
         "# csrdmri evaluation report",
         "",
@@ -52,6 +61,8 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         "Measured rows are labelled with their data; rows labelled *HCP (published)* are the "
         "paper's numbers, copied for comparison, never measured here. PSNR uses a data range of 1 "
         "on S/S0; SSIM a 7³ uniform window (scikit-image).",
+        "",
+        f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}.",
         "",
         "## Methods",
         "",
@@ -68,8 +79,8 @@ def _patch_section(results: EvaluationResults, figures: ReportFigures) -> list[s
         "",
         "## Table 1: paper protocol",
         "",
-        f"{results.data_label}; 40³ patches inside the brain, HR crop (10·s)³, LR 10³ by tricubic "
-        "downsampling; mean ± sd over patches.",
+        f"{results.data_label}; 40³ patches inside the brain, HR crop (10·s)³, LR 10³ by "
+        f"{results.protocol.get('degradation', 'tricubic')} downsampling; mean ± sd over patches.",
         "",
         table1(results.patch, results.methods, results.data_label),
         "",

@@ -3,8 +3,10 @@
 For a dataset taken as the high-resolution truth (a phantom test subject, or a real scan —
 then this is a *degradation-based* evaluation: the acquired data play the truth):
 
-1. every volume is downsampled tricubically by the scale ``s`` to ``round(N / s)`` voxels per
-   axis over the same field of view (:mod:`csrdmri.core.grid`), as training pairs are made;
+1. every volume is downsampled by the scale ``s`` to ``round(N / s)`` voxels per axis over the
+   same field of view (:mod:`csrdmri.core.grid`) by the chosen degradation
+   (:mod:`csrdmri.core.degrade`: tricubic, the paper's, as training pairs are made; or k-space
+   truncation, what a scanner acquiring the coarser matrix measures);
 2. each method super-resolves the LR series back onto the truth's grid through the
    ``csrdmri upsample`` machinery (:func:`csrdmri.inference.series.upsample_series`): brain mask and T1w
    found from the LR data as a user's run would (median_otsu on the LR mean b0; the T1w file
@@ -29,10 +31,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from dipy.core.gradients import gradient_table
 
+from csrdmri.core.degrade import downsample
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
 from csrdmri.core.metrics import psnr, ssim
-from csrdmri.core.resample import resample
 from csrdmri.dmri.dti import TensorMaps, dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shells
 from csrdmri.dmri.scan import PreparedScan
@@ -88,15 +90,17 @@ def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
     return volumes_of(series, kept_volumes(series.gtab, directions))
 
 
-def degrade_series(series: DWISeries, scale: float) -> tuple[DWISeries, TargetGrid]:
-    """The LR series (every volume tricubically downsampled by ``scale``, same field of view,
-    no mask file: the mask is found from the LR data) and the grid that leads back to the
-    truth's."""
+def degrade_series(
+    series: DWISeries, scale: float, degradation: str = "tricubic"
+) -> tuple[DWISeries, TargetGrid]:
+    """The LR series (every volume downsampled by ``scale`` by ``degradation``, same field of
+    view, clipped at 0, no mask file: the mask is found from the LR data) and the grid that
+    leads back to the truth's."""
     lr_shape = shape_for_scale(series.shape, 1.0 / scale)
     lr_affine = resampled_affine(series.affine, series.shape, lr_shape)
+    volumes = range(series.data.shape[3])
     data = np.stack(
-        [np.maximum(resample(series.data[..., v], lr_shape), 0) for v in range(series.data.shape[3])],
-        axis=-1,
+        [np.maximum(downsample(series.data[..., v], lr_shape, degradation), 0) for v in volumes], axis=-1
     ).astype(np.float32)
     lr = replace(series, data=data, affine=lr_affine, paths=replace(series.paths, mask=None))
     return lr, TargetGrid(lr_shape, series.shape, resampled_affine(lr_affine, lr_shape, series.shape))
@@ -169,8 +173,9 @@ def volume_protocol(
     options: Options | None = None,
     progress: Callable[[str], None] | None = None,
     reference: np.ndarray | None = None,
+    degradation: str = "tricubic",
 ) -> list[VolumeCase]:
-    """Score each method (by label) on ``series`` as the truth
+    """Score each method (by label) on ``series`` as the truth, degraded by ``degradation``
     at each scale; methods needing a T1w are skipped (and said so) when the dataset has none.
     A dataset that trained or selected one of the methods is refused. ``reference``: the
     noise-free signal of ``series`` (a phantom's, same shape), against which the raw
@@ -184,7 +189,7 @@ def volume_protocol(
     raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
     cases = []
     for scale in scales:
-        lr, grid = degrade_series(series, scale)
+        lr, grid = degrade_series(series, scale, degradation)
         reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
         scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
         case = VolumeCase(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from csrdmri.core.degrade import DEGRADATIONS
 from csrdmri.core.errors import InputError
-from csrdmri.core.patches import DEGRADATIONS
 from csrdmri.dmri.randomise import Randomisation
 from csrdmri.models import RDN_FAMILY, fixed_scale, model_config, parameters
 from csrdmri.models.losses import FFT_WEIGHT

@@ -1,0 +1,61 @@
+"""Degradation operators (csrdmri.core.degrade): what each samples, and where."""
+
+import numpy as np
+import pytest
+
+from csrdmri.core.degrade import downsample
+from csrdmri.core.patches import degrade
+
+
+def band_limited(shape, lr_shape, rng):
+    """A real signal on the HR grid of ``shape`` with integer frequencies below half the LR
+    sampling (``< L/2`` cycles per field of view on each axis), and the function itself."""
+    terms = []
+    for _ in range(6):
+        k = [rng.integers(0, (n - 1) // 2 + 1) for n in lr_shape]  # |k| < L/2
+        terms.append((np.array(k), rng.uniform(0, 2 * np.pi), rng.normal()))
+
+    def f(x, y, z):  # positions in HR voxel indices
+        out = np.full(np.broadcast(x, y, z).shape, 1.5)
+        for k, phase, amp in terms:
+            arg = 2 * np.pi * (k[0] * x / shape[0] + k[1] * y / shape[1] + k[2] * z / shape[2])
+            out += amp * np.cos(arg + phase)
+        return out
+
+    return f(*np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")), f
+
+
+@pytest.mark.parametrize(("shape", "lr_shape"), [((24, 24, 24), (12, 12, 12)), ((29, 30, 17), (12, 13, 7))])
+def test_kspace_samples_a_band_limited_signal_exactly_at_the_lr_voxel_centres(shape, lr_shape):
+    hr, f = band_limited(shape, lr_shape, np.random.default_rng(len(shape) + shape[0]))
+    lr = downsample(hr, lr_shape, "kspace")
+    # LR voxel i of L over N HR voxels sits at HR index (i + 0.5)·N/L − 0.5 (csrdmri.core.grid)
+    centres = [(np.arange(m) + 0.5) * n / m - 0.5 for n, m in zip(shape, lr_shape, strict=True)]
+    np.testing.assert_allclose(lr, f(*np.meshgrid(*centres, indexing="ij")), atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["tricubic", "kspace"])
+def test_both_degradations_keep_the_intensity_scale_and_dtype(method):
+    hr = np.full((20, 22, 18), 3.25, np.float32)
+    lr = downsample(hr, (8, 9, 7), method)
+    assert lr.shape == (8, 9, 7) and lr.dtype == np.float32
+    np.testing.assert_allclose(lr, 3.25, rtol=1e-6)
+
+
+def test_the_kspace_degradation_low_passes_and_rings_where_tricubic_aliases():
+    n = np.arange(40)
+    stripes = np.broadcast_to(np.cos(np.pi * n * 19 / 20)[:, None, None], (40, 8, 8)).copy()  # 19 cycles
+    assert np.abs(downsample(stripes, (20, 8, 8), "kspace")).max() < 1e-10  # above the LR band: gone
+    assert np.abs(downsample(stripes, (20, 8, 8), "tricubic")).max() > 0.2  # aliased into the LR (≈ 0.25)
+    edge = np.zeros((30, 30, 30), np.float32)
+    edge[:16] = 1.0
+    lr = {method: downsample(edge, (10, 10, 10), method) for method in ("kspace", "tricubic")}
+    assert lr["kspace"].min() < -0.05 < lr["tricubic"].min()  # Gibbs ringing
+
+
+def test_training_patches_use_the_same_operators():
+    hr = np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32)
+    for method in ("tricubic", "kspace"):
+        np.testing.assert_array_equal(degrade(hr, 10, method), downsample(hr, (10, 10, 10), method))
+    with pytest.raises(ValueError, match="degradation must be one of"):
+        downsample(hr, (10, 10, 10), "box")
