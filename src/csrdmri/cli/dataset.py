@@ -79,6 +79,14 @@ def upsample(
     outside: Annotated[
         str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
     ] = "tricubic",
+    consistency: Annotated[
+        str,
+        typer.Option(
+            help="Data consistency with the input: 'off', 'kspace' (each output volume's central "
+            "k-space block replaced by the input's, the rest kept) or 'image' (each output volume "
+            "moved by the least change that makes its tricubic downsampling equal the input)."
+        ),
+    ] = "off",
     adapt_steps: Annotated[
         int,
         typer.Option(
@@ -131,7 +139,7 @@ def upsample(
         mask=mask,
         bval=bval,
         bvec=bvec,
-        options=Options(device, precision, tile, chunk, margin, outside),
+        options=Options(device, precision, tile, chunk, margin, outside, consistency),
         adapt_steps=adapt_steps,
         seed=seed,
         max_output_gb=max_output_gb,

@@ -132,6 +132,13 @@ def evaluate(
             "a scanner acquiring the coarser matrix measures, Gibbs ringing included)."
         ),
     ] = "tricubic",
+    consistency: Annotated[
+        str,
+        typer.Option(
+            help="Data consistency of every method's output with its LR input (whole volumes and "
+            "real scans; as `upsample --consistency`): 'off', 'kspace' or 'image'."
+        ),
+    ] = "off",
     out: Annotated[
         Path | None, typer.Option(help="Report folder: report.md, results.json, figures/ (else: print).")
     ] = None,
@@ -154,7 +161,7 @@ def evaluate(
     from csrdmri.evaluation.report import run_report
     from csrdmri.inference.upsampler import Options
 
-    options = Options(device=device)
+    options = Options(device=device, consistency=consistency)
     request = EvaluationRequest(
         methods=parse_methods(models),
         cohort=data,

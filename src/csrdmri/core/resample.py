@@ -69,12 +69,19 @@ def resample(
     ndarray, float64 for float64 input, else float32. Not clipped: a cubic spline may
     overshoot slightly at sharp edges.
     """
+    box = box or [slice(None)] * len(shape)
+    matrices = [axis_matrix(n, int(m), order)[b] for n, m, b in zip(volume.shape, shape, box, strict=False)]
+    return apply_axes(volume, matrices)
+
+
+def apply_axes(volume: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
+    """``volume`` (X, Y, Z, ...) with the linear map ``matrices[a]`` (n_dst, n_src) applied
+    along each leading axis ``a``: a separable 3D resampling. float64 for float64 input, else
+    float32."""
     dtype = np.float64 if volume.dtype == np.float64 else np.float32
     out = np.asarray(volume, dtype=dtype)
-    box = box or [slice(None)] * len(shape)
-    for axis, n_dst in enumerate(shape):
-        weights = axis_matrix(out.shape[axis], int(n_dst), order)[box[axis]].astype(dtype)
-        out = np.moveaxis(np.tensordot(weights, out, axes=(1, axis)), 0, axis)
+    for axis, matrix in enumerate(matrices):
+        out = np.moveaxis(np.tensordot(matrix.astype(dtype), out, axes=(1, axis)), 0, axis)
     return np.ascontiguousarray(out)
 
 

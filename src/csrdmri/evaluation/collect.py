@@ -179,6 +179,7 @@ def _protocol_record(
         "real_scales": list(request.real_scales),
         "angular_kept_directions": request.angular,
         "degradation": request.degradation,
+        "consistency": request.options.consistency,
     }
 
 

@@ -62,7 +62,9 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         "paper's numbers, copied for comparison, never measured here. PSNR uses a data range of 1 "
         "on S/S0; SSIM a 7³ uniform window (scikit-image).",
         "",
-        f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}.",
+        f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
+        f"Data consistency of the outputs with them (`--consistency`): "
+        f"{results.protocol.get('consistency', 'off')}.",
         "",
         "## Methods",
         "",

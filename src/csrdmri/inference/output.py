@@ -138,6 +138,7 @@ def write_result(
         "scale": [round(s, 6) for s in grid.scales],
         "voxel_size_mm": [round(z, 6) for z in grid.zooms],
         "command": " ".join(sys.argv),
+        "consistency": options.consistency,
         "directions": "new: " + ", ".join(f"{len(o)} at b = {b:g}" for b, (_, o) in plan.shells.items())
         if plan.angular
         else "acquired",

@@ -18,7 +18,8 @@ per volume, in the input's intensity units:
   mask; outside it the output is the tricubic upsampling (``outside="tricubic"``, so there is
   no seam at the mask's edge) or 0 (``outside="zero"``).
 
-Every output is clipped at 0 (magnitude data).
+Every output is clipped at 0 (magnitude data). Last, when asked, every output volume is made
+consistent with the input (:mod:`csrdmri.inference.consistency`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.adapt import spread
+from csrdmri.inference.consistency import impose_consistency
 from csrdmri.inference.joint import correct_shells
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.tiling import Box, as_input, predict_tiles
@@ -152,6 +154,7 @@ def upsample_series(
                 block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)
     if up.joint:
         correct_shells(grid, up, out, scan, plan, where, reciprocal, options)
+    impose_consistency(out, series, plan, options.consistency)
 
 
 def shell_volumes(scan: PreparedScan) -> set[int]:

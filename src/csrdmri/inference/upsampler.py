@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from csrdmri.core.errors import InputError
 from csrdmri.inference.adapt import adapt
+from csrdmri.inference.consistency import CONSISTENCY
 from csrdmri.inference.tiling import CHUNK, TILE
 from csrdmri.models.checkpoint import find_checkpoint, load_model
 
@@ -81,8 +82,20 @@ class Options:
     chunk: int = CHUNK  # queries decoded at once
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
+    consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
 
     def __post_init__(self) -> None:
+        if self.consistency not in CONSISTENCY:
+            raise InputError(
+                f"consistency must be one of {', '.join(CONSISTENCY)}, got {self.consistency!r}",
+                "consistency",
+            )
+        if self.consistency != "off" and self.outside == "zero":
+            raise InputError(
+                "data consistency needs the output outside the mask (--outside tricubic): zeroing "
+                "it would undo the consistency",
+                "consistency",
+            )
         if self.outside not in OUTSIDE:
             raise InputError(
                 f"the output outside the mask must be one of {', '.join(OUTSIDE)}, got {self.outside!r}",
