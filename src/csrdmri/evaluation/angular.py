@@ -26,6 +26,7 @@ from csrdmri.dmri.sh import MIN_DIRECTIONS
 from csrdmri.evaluation.patch_protocol import Method
 from csrdmri.evaluation.volume_protocol import (
     RAW_RANGE,
+    NoiseFree,
     VolumeCase,
     degrade_series,
     kept_volumes,
@@ -97,6 +98,7 @@ def angular_protocol(
     truth_maps = tensor_maps(truth.data, truth.gtab, truth_scan.mask)
     raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
     clean = None if reference is None else reference[..., np.concatenate([b0s, left])]
+    noise_free = NoiseFree.of(clean, truth.gtab, truth_scan.mask)
     lr, grid = degrade_series(volumes_of(series, kept), scale, degradation)
     reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
     scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
@@ -126,7 +128,7 @@ def angular_protocol(
             upsample_series(lr, grid, up, out, scan, options or Options(), plan)
             truth_ratio = truth_scan.ratio(truth_scan.shell)
             case.methods[label] = score_volume(
-                out[..., picked], truth, truth_ratio, truth_maps, truth_scan.mask, raw_range, clean
+                out[..., picked], truth, truth_ratio, truth_maps, truth_scan.mask, raw_range, noise_free
             )
         if progress:
             progress(f"{case.dataset} {scale:g}× {label}")

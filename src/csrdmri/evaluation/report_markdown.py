@@ -114,7 +114,8 @@ def _cases_section(kind: str, cases: list[VolumeCase], figures: list[CaseFigures
         volume_table(cases),
         "",
         f"DTI: DIPY tensor fits (WLS) of the truth and of each output over the same volumes; "
-        f"WM = truth FA > {WM_FA}.",
+        f"WM = truth FA > {WM_FA}. On phantoms also against the fit of the noise-free signal "
+        "(its own WM): the noisy truth's FA is biased up by its noise.",
         "",
         dti_table(cases),
         "",

@@ -112,6 +112,21 @@ def own_ratio(data: np.ndarray, b0s: np.ndarray, volumes: np.ndarray, mask: np.n
     return data[..., volumes] * reciprocal[..., None]
 
 
+@dataclass(frozen=True)
+class NoiseFree:
+    """A phantom's noise-free signal (X, Y, Z, V) and its tensor maps: what the outputs are also
+    scored against, so that resolution and denoising are told apart."""
+
+    data: np.ndarray
+    maps: TensorMaps
+
+    @classmethod
+    def of(cls, data: np.ndarray | None, gtab, mask: np.ndarray) -> NoiseFree | None:
+        """The noise-free signal ``data`` with the b-table ``gtab``, its tensors fitted inside
+        ``mask``; None without data (a real scan)."""
+        return None if data is None else cls(data, tensor_maps(data, gtab, mask))
+
+
 @dataclass
 class VolumeScores:
     """One method on one dataset at one scale."""
@@ -124,6 +139,7 @@ class VolumeScores:
     raw_psnr: list[float] = field(default_factory=list)  # per volume, intensities as written, dB
     raw_ssim: list[float] = field(default_factory=list)
     clean_psnr: list[float] = field(default_factory=list)  # raw, against the noise-free signal
+    clean_dti: dict[str, float] = field(default_factory=dict)  # DTI errors against the noise-free fit
 
     def summary(self) -> dict:
         raw = {}
@@ -136,6 +152,7 @@ class VolumeScores:
             }
         if self.clean_psnr:
             raw["clean_psnr_mean"] = float(np.mean(self.clean_psnr))
+        raw.update({f"clean_{name}": value for name, value in self.clean_dti.items()})
         return {
             "psnr_mean": float(np.mean(self.psnr)),
             "psnr_std": float(np.std(self.psnr)),
@@ -187,6 +204,7 @@ def volume_protocol(
     truth = truth_scan.ratio(volumes)
     truth_maps = tensor_maps(series.data, series.gtab, truth_scan.mask)
     raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
+    clean = NoiseFree.of(reference, series.gtab, truth_scan.mask)
     cases = []
     for scale in scales:
         lr, grid = degrade_series(series, scale, degradation)
@@ -214,7 +232,7 @@ def volume_protocol(
             out = np.empty((*series.shape, series.data.shape[3]), np.float32)
             upsample_series(lr, grid, up, out, scan, options)
             case.methods[label] = score_volume(
-                out, series, truth, truth_maps, truth_scan.mask, raw_range, reference
+                out, series, truth, truth_maps, truth_scan.mask, raw_range, clean
             )
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
@@ -243,18 +261,20 @@ def score_volume(
     truth_maps: TensorMaps,
     mask: np.ndarray,
     raw_range: float,
-    reference: np.ndarray | None = None,
+    reference: NoiseFree | None = None,
 ) -> VolumeScores:
     """One method's output (X, Y, Z, V) against the truth ``series`` inside ``mask``: each
-    diffusion-weighted volume as written (data range ``raw_range``), its S/S0 with the output divided by
-    its own mean b0 against the truth's (``truth``, (X, Y, Z, K)), and the tensor maps."""
+    diffusion-weighted volume as written (data range ``raw_range``), its S/S0 with the output
+    divided by its own mean b0 against the truth's (``truth``, (X, Y, Z, K)), and the tensor
+    maps; against the noise-free signal too (raw PSNR and DTI) when there is a ``reference``."""
     b0s, volumes = b0_indices(series.gtab), np.flatnonzero(~series.gtab.b0s_mask)
     estimate = own_ratio(out, b0s, volumes, mask)
     maps = tensor_maps(out, series.gtab, mask)
     raw = [(series.data[..., v], out[..., v]) for v in volumes]
-    clean = (
-        [] if reference is None else [psnr(reference[..., v], out[..., v], mask, raw_range) for v in volumes]
-    )
+    clean, clean_dti = [], {}
+    if reference is not None:
+        clean = [psnr(reference.data[..., v], out[..., v], mask, raw_range) for v in volumes]
+        clean_dti = dti_errors(reference.maps, maps)
     return VolumeScores(
         [psnr(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
         [ssim(truth[..., i], estimate[..., i], mask) for i in range(len(volumes))],
@@ -264,4 +284,5 @@ def score_volume(
         [psnr(a, b, mask, raw_range) for a, b in raw],
         [ssim(a, b, mask, raw_range) for a, b in raw],
         clean,
+        clean_dti,
     )
