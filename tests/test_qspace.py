@@ -351,3 +351,27 @@ def test_a_resumed_run_takes_new_options_and_decays_over_its_new_length():
     assert QSpaceConfig(steps=100, lr=1e-3).learning_rate(100) == pytest.approx(1e-4)
     assert config.learning_rate(100) == pytest.approx(1e-4 + 9e-4 / 2)
     assert config.learning_rate(0) == pytest.approx(1e-3)
+
+
+def test_kspace_share_of_the_training_samples(monkeypatch):
+    from csrdmri.core.errors import InputError
+    from csrdmri.phantom.params import PhantomParams
+    from csrdmri.training import qspace_data
+    from csrdmri.training.qspace import QSpaceConfig
+
+    subject = qspace_data.SimulatedSubject.draw(0, 0, PhantomParams(voxel_size=3.0))
+    used, downsample = [], qspace_data.downsample
+
+    def recorded(hr, shape, method):
+        used.append(method)
+        return downsample(hr, shape, method)
+
+    monkeypatch.setattr(qspace_data, "downsample", recorded)
+    for share, expected in ((0.0, {"tricubic"}), (1.0, {"kspace"}), (0.5, {"tricubic", "kspace"})):
+        used.clear()
+        rng = np.random.default_rng(0)
+        for _ in range(12):
+            qspace_data.draw_sample(subject, rng, 8, (1.6, 2.0), 16, False, share)
+        assert set(used) == expected
+    with pytest.raises(InputError, match=r"kspace must be within 0\.\.1"):
+        QSpaceConfig(kspace=1.5)

@@ -69,17 +69,16 @@ def axis_right_inverse(n_hr: int, n_lr: int, method: str) -> np.ndarray:
 
 
 def downsample(volume: np.ndarray, shape: Sequence[int], method: str = "tricubic") -> np.ndarray:
-    """``volume`` (X, Y, Z) resampled to the coarser ``shape`` over the same field of view by
-    the degradation ``method`` (module docstring); float64 for float64 input, else float32.
+    """``volume`` (X, Y, Z, ...) resampled to the coarser ``shape`` (3 sizes) over the same
+    field of view by the degradation ``method`` (module docstring), trailing axes carried
+    along; float64 for float64 input, else float32.
 
     Raises
     ------
     ValueError
         For an unknown ``method``.
     """
-    return apply_axes(
-        volume, [axis_operator(n, int(m), method) for n, m in zip(volume.shape, shape, strict=True)]
-    )
+    return apply_axes(volume, [axis_operator(volume.shape[a], int(m), method) for a, m in enumerate(shape)])
 
 
 def consistent(hr: np.ndarray, lr: np.ndarray, method: str) -> np.ndarray:

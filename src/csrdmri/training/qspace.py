@@ -52,6 +52,7 @@ class QSpaceConfig:
     queries: int = 2048  # HR voxels scored per sample
     t1_dropout: float = 0.3  # share of steps trained without the T1w
     fa_weight: float = 0.0  # weight of the FA term of the loss
+    kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
@@ -63,6 +64,8 @@ class QSpaceConfig:
             raise InputError("steps, batch, subjects and queries must be at least 1")
         if not 0.0 <= self.t1_dropout <= 1.0:
             raise InputError(f"T1w dropout must be within 0..1, got {self.t1_dropout}", "t1_dropout")
+        if not 0.0 <= self.kspace <= 1.0:
+            raise InputError(f"kspace must be within 0..1, got {self.kspace}", "kspace")
         if self.fa_weight < 0:
             raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
 
@@ -94,7 +97,8 @@ def draw_batch(
     samples: list[Sample] = []
     while len(samples) < config.batch:
         subject = subjects[rng.integers(len(subjects))]
-        sample = draw_sample(subject, rng, config.lr_size, config.scale_range, config.queries, with_t1)
+        settings = (config.lr_size, config.scale_range, config.queries, with_t1, config.kspace)
+        sample = draw_sample(subject, rng, *settings)
         if sample is not None:
             samples.append(sample)
     return samples

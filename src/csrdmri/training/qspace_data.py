@@ -21,6 +21,7 @@ from dipy.core.gradients import gradient_table
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from csrdmri.core.degrade import downsample
 from csrdmri.core.grid import normalized, source_index
 from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
@@ -123,8 +124,11 @@ def draw_sample(
     scale_range: tuple[float, float],
     queries: int,
     with_t1: bool,
+    kspace: float = 0.0,
 ) -> Sample | None:
-    """One simulated sample (None when the patch holds too little brain to normalise)."""
+    """One simulated sample (None when the patch holds too little brain to normalise); its LR
+    DWIs made by k-space truncation with probability ``kspace``, else tricubic
+    (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference)."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
     bvalue, directions, n_b0, snr = draw_protocol(rng)
@@ -132,7 +136,8 @@ def draw_sample(
     bvals = np.r_[np.zeros(n_b0), np.full(k, bvalue)]
     bvecs = np.r_[np.tile([[1.0, 0.0, 0.0]], (n_b0, 1)), directions]
     hr, clean = simulate_patch(subject, box, bvals, bvecs, snr, rng)
-    lr = resample(hr, (lr_size,) * 3)
+    method = "kspace" if kspace > 0 and rng.random() < kspace else "tricubic"  # no draw at 0: old runs replay
+    lr = downsample(hr, (lr_size,) * 3, method)
     lr_mask = resample((subject.rows[box] >= 0).astype(np.float32), (lr_size,) * 3) > 0.5
     if lr_mask.sum() < 8:
         return None
