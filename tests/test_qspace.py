@@ -375,3 +375,20 @@ def test_kspace_share_of_the_training_samples(monkeypatch):
         assert set(used) == expected
     with pytest.raises(InputError, match=r"kspace must be within 0\.\.1"):
         QSpaceConfig(kspace=1.5)
+
+
+def test_shell_coefficients_do_not_depend_on_the_memory_order(tmp_path):
+    """A NIfTI file's volumes are Fortran-ordered (nibabel), most arrays made in code C-ordered."""
+    from csrdmri.dmri.sh import sh_matrices, unit_directions
+    from csrdmri.inference.joint import shell_coefficients
+
+    series = multishell(tmp_path, shells=((1000.0, 8),))
+    volumes = np.flatnonzero(~series.gtab.b0s_mask)
+    fit, _ = sh_matrices(unit_directions(series.gtab.bvecs[volumes]), 2)
+    scan = PreparedScan.prepare(series, shell=None)
+    reciprocal = scan.reciprocal()
+    expected = np.einsum("xyzk,kc->cxyz", series.data[..., volumes] * reciprocal[..., None], fit)
+    fortran = PreparedScan.prepare(replace(series, data=np.asfortranarray(series.data)), shell=None)
+    for prepared, factor in ((scan, reciprocal), (fortran, np.asfortranarray(reciprocal))):
+        got = shell_coefficients(prepared, volumes, fit, factor)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -172,8 +172,8 @@ def test_a_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
 
 def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
     """The Philips Ingenia pair (DWI 2 mm axial, T1w 1 mm sagittal), cropped around the brain
-    centre to keep the test short: the shipped CSR-dMRI at 2x puts the signal's centre of mass
-    at the same world position as the input's."""
+    centre to keep the test short: the shipped CSR-dMRI and joint q-space model at 2x put the
+    signal's centre of mass at the same world position as the input's."""
     folder = real_scan("philips-ingenia-2mm")
     img = nib.load(folder / "dwi.nii.gz")
     crop = img.slicer[40:80, 40:80, 30:54]  # nibabel shifts the affine with the crop
@@ -182,20 +182,23 @@ def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
     nib.save(crop, dwi)
     for suffix in (".bval", ".bvec"):
         (dwi.parent / f"dwi{suffix}").write_bytes((folder / f"dwi{suffix}").read_bytes())
-    out = tmp_path / "sr.nii.gz"
-    result = run("upsample", dwi, "--scale", "2", "--t1", folder / "t1w.nii.gz", "--out", out)
-    assert result.exit_code == 0, result.output
-    sr = nib.load(out)
-    assert sr.shape == (80, 80, 48, 17)
 
     def centre_of_mass(image, volume):
         data = image.get_fdata(dtype=np.float32)[..., volume]
         index = np.stack(np.meshgrid(*map(np.arange, data.shape), indexing="ij"), -1)
         return nib.affines.apply_affine(image.affine, (index * data[..., None]).sum((0, 1, 2)) / data.sum())
 
-    for volume in (0, 5):  # a b0 (tricubic) and a DWI (the model)
-        shift = np.linalg.norm(centre_of_mass(sr, volume) - centre_of_mass(crop, volume))
-        assert shift < 0.1, f"volume {volume}: centre of mass moved by {shift:.3f} mm"
+    for model in ("csr-dmri-cpu", "csr-qspace-cpu"):
+        out = tmp_path / f"{model}.nii.gz"
+        result = run(
+            "upsample", dwi, "--scale", "2", "--t1", folder / "t1w.nii.gz", "--model", model, "--out", out
+        )
+        assert result.exit_code == 0, result.output
+        sr = nib.load(out)
+        assert sr.shape == (80, 80, 48, 17)
+        for volume in (0, 5):  # a b0 (tricubic) and a DWI (the model)
+            shift = np.linalg.norm(centre_of_mass(sr, volume) - centre_of_mass(crop, volume))
+            assert shift < 0.1, f"{model}, volume {volume}: centre of mass moved by {shift:.3f} mm"
 
 
 def test_command_line_defaults_are_the_library_defaults():

@@ -41,7 +41,8 @@ def shell_coefficients(scan: PreparedScan, volumes: np.ndarray, fit: np.ndarray,
     flat = torch.from_numpy(out).view(len(out), -1)
     for row, v in zip(torch.from_numpy(fit.astype(np.float32)), volumes, strict=True):
         ratio = np.asarray(scan.series.data[..., v], dtype=np.float32) * reciprocal
-        flat.addr_(row, torch.from_numpy(ratio).view(-1))
+        # C order, as ``out``: a NIfTI file's volumes are Fortran-ordered, and so is their product.
+        flat.addr_(row, torch.from_numpy(np.ascontiguousarray(ratio)).view(-1))
     return out
 
 
