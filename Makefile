@@ -11,7 +11,8 @@ setup:
 
 # A phantom block degraded 2x and super-resolved by tricubic and the shipped CSR-dMRI (NIfTIs,
 # metrics.md, comparison.png); a small phantom cohort (3 HCP-like subjects), its overview figure
-# and its evaluation (tricubic and the joint q-space model); then a real scan upsampled 2x (tricubic).
+# and its evaluation (tricubic and the joint q-space model); then a real scan upsampled 2x (tricubic,
+# and the joint q-space model with the scan's T1w).
 demo: setup
 	$(BIN)/csrdmri demo --out $(OUT)/demo
 	$(BIN)/csrdmri phantom --out $(OUT)/phantom --subjects 3 --seed 2026
@@ -22,6 +23,8 @@ demo: setup
 	  echo "$(BIN)/csrdmri info $(REAL)"; $(BIN)/csrdmri info $(REAL); \
 	  echo "$(BIN)/csrdmri upsample $(REAL) --scale 2 --model tricubic --out $(OUT)/real_2x.nii.gz --force"; \
 	  $(BIN)/csrdmri upsample $(REAL) --scale 2 --model tricubic --out $(OUT)/real_2x.nii.gz --force; \
+	  echo "$(BIN)/csrdmri upsample $(REAL) --scale 2 --model csr-qspace-cpu --out $(OUT)/real_2x_qspace.nii.gz --force"; \
+	  $(BIN)/csrdmri upsample $(REAL) --scale 2 --model csr-qspace-cpu --out $(OUT)/real_2x_qspace.nii.gz --force; \
 	else echo "($(REAL) not found: skipping the real-scan part)"; fi
 
 lint: setup
