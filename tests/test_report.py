@@ -104,7 +104,7 @@ def test_the_report_holds_the_tables_figures_and_json_of_the_results(tmp_path):
     assert "| site/s1 | 2× | 6×6×4 → 12×12×8 | csr | not run: needs a T1w; the dataset has none | – |" in text
     # Raw scores first (the headline), then S/S0; no gain without a tricubic row.
     assert "| tri | 31.00 ± 1.00 / 0.9400 ± 0.0100 | – | – | 21.00 ± 1.00 / 0.8500 ± 0.0500 | – |" in text
-    for name in ("patch-2x", "volume-site_s1-2x", "volume-site_s1-2x-fa"):
+    for name in ("patch-2x", "volume-site-s1-2x", "volume-site-s1-2x-fa"):  # plain file names
         assert f"(figures/{name}.png)" in text and (tmp_path / "out" / "figures" / f"{name}.png").is_file()
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["command"] == "csrdmri evaluate --models tri" and saved["protocol"] == {"split": "test"}

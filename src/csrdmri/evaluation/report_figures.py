@@ -3,6 +3,7 @@ volume or real scan with its FA map, every method beside the truth with |error| 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def draw_figures(results: EvaluationResults, out: Path) -> ReportFigures:
     for kind, group in results.case_groups.items():
         cases[kind] = []
         for case in group:
-            stem = f"{kind}-{case.dataset}-{case.scale:g}x".replace("/", "_")
+            # A plain file name: Markdown links break at spaces, and shells at arrows.
+            stem = re.sub(r"[^A-Za-z0-9._]+", "-", f"{kind}-{case.dataset}-{case.scale:g}x").strip("-")
             sr, fa = volume_figures(case, folder, stem)
             cases[kind].append(CaseFigures(stem, sr.relative_to(out), fa.relative_to(out)))
     return ReportFigures(patches, cases)
