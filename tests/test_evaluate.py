@@ -154,13 +154,15 @@ def test_evaluate_real_scans_only(small_cohort, tmp_path):
     out = tmp_path / "report"
     result = run(
         "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", "--degradation", "kspace",
-        "--out", out,
+        "--consistency", "kspace", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     assert "## Real scans (degradation-based)" in report and "Table 1" not in report
     assert "(`--degradation kspace`): the central block of k-space" in report
-    assert json.loads((out / "results.json").read_text())["protocol"]["degradation"] == "kspace"
+    assert "consistency of the outputs with them (`--consistency`): kspace" in report
+    protocol = json.loads((out / "results.json").read_text())["protocol"]
+    assert (protocol["degradation"], protocol["consistency"]) == ("kspace", "kspace")
     assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
 
 
