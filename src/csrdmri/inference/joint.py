@@ -88,6 +88,9 @@ def correct_shells(
         for box, selected, values in blocks:
             s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
             corrections = (values @ basis.T) * s0_hr[:, None]  # (n, K_out), input units
-            for column, v in enumerate(outputs):
-                block = out[(*box, v)]  # a view: writes go to ``out``
-                block[selected] = np.maximum(block[selected] + corrections[:, column], 0.0)
+            # One gather and one scatter per block: the volumes are the innermost axis of
+            # ``out``, so writing them one at a time would sweep the block once per volume.
+            block = out[box]  # a view: writes go to ``out``
+            voxels = block[selected]  # (n, V_out)
+            voxels[:, outputs] = np.maximum(voxels[:, outputs] + corrections, 0.0)
+            block[selected] = voxels
