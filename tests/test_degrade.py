@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csrdmri.core.degrade import downsample
+from csrdmri.core.degrade import DEGRADATIONS, consistent, downsample, random_kspace
 from csrdmri.core.patches import degrade
 
 
@@ -34,8 +34,8 @@ def test_kspace_samples_a_band_limited_signal_exactly_at_the_lr_voxel_centres(sh
     np.testing.assert_allclose(lr, f(*np.meshgrid(*centres, indexing="ij")), atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["tricubic", "kspace"])
-def test_both_degradations_keep_the_intensity_scale_and_dtype(method):
+@pytest.mark.parametrize("method", DEGRADATIONS)
+def test_every_degradation_keeps_the_intensity_scale_and_dtype(method):
     hr = np.full((20, 22, 18), 3.25, np.float32)
     lr = downsample(hr, (8, 9, 7), method)
     assert lr.shape == (8, 9, 7) and lr.dtype == np.float32
@@ -59,3 +59,58 @@ def test_training_patches_use_the_same_operators():
         np.testing.assert_array_equal(degrade(hr, 10, method), downsample(hr, (10, 10, 10), method))
     with pytest.raises(ValueError, match="degradation must be one of"):
         downsample(hr, (10, 10, 10), "box")
+
+
+def cosine_along(axis, k, shape):
+    """cos(2πk·x/N) along ``axis`` of ``shape``, constant along the others, and its LR centres."""
+    x = np.arange(shape[axis])
+    profile = np.cos(2 * np.pi * k * x / shape[axis])
+    return np.broadcast_to(np.expand_dims(profile, [a for a in range(3) if a != axis]), shape).copy()
+
+
+def lr_centres(n, m):
+    return (np.arange(m) + 0.5) * n / m - 0.5
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_apodisation_weights_each_frequency_by_the_hamming_window(k):
+    shape, lr_shape = (24, 6, 6), (12, 6, 6)
+    lr = downsample(cosine_along(0, k, shape), lr_shape, "kspace-apodised")
+    window = 0.54 + 0.46 * np.cos(2 * np.pi * k / 12)
+    expected = window * np.cos(2 * np.pi * k * lr_centres(24, 12) / 24)
+    np.testing.assert_allclose(lr[:, 2, 3], expected, atol=1e-10)
+
+
+@pytest.mark.parametrize(("k", "amplitude"), [(2, 1.0), (3, 1.0), (4, 0.5), (5, 0.5)])
+def test_partial_fourier_keeps_the_frequencies_acquired_on_both_sides_and_halves_the_others(k, amplitude):
+    # 6/8 of 12 frequencies (-6 … 5) along axis 1: -6, -5, -4 are not acquired
+    shape, lr_shape = (6, 24, 6), (6, 12, 6)
+    lr = downsample(cosine_along(1, k, shape), lr_shape, "kspace-partial")
+    expected = amplitude * np.cos(2 * np.pi * k * lr_centres(24, 12) / 24)
+    np.testing.assert_allclose(lr[3, :, 2], expected, atol=1e-10)
+
+
+def test_a_2d_slice_is_the_mean_of_the_hr_voxels_it_covers():
+    rng = np.random.default_rng(3)
+    through = rng.normal(size=20)  # any profile through plane, constant in plane
+    hr = np.broadcast_to(through, (8, 8, 20)).copy()
+    lr = downsample(hr, (4, 4, 10), "kspace-slice")
+    np.testing.assert_allclose(lr[1, 2], (through[0::2] + through[1::2]) / 2, atol=1e-10)
+
+
+def test_random_acquisitions_are_reproducible_keep_the_scale_and_vary():
+    hr = np.full((24, 24, 24), 2.0)
+    draws = [random_kspace(np.random.default_rng(seed)) for seed in range(12)]
+    assert draws[0] == random_kspace(np.random.default_rng(0))
+    assert len(set(draws)) == 12
+    assert {a.kind for draw in draws for a in draw} == {"kspace", "profile"}
+    for draw in draws:
+        np.testing.assert_allclose(downsample(hr, (10, 10, 10), draw), 2.0, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", DEGRADATIONS)
+def test_consistency_holds_for_every_named_operator(method):
+    # partial Fourier zeroes the LR Nyquist frequency: an input is one the operator can make
+    rng = np.random.default_rng(5)
+    hr, lr = rng.normal(size=(20, 18, 16)), downsample(rng.normal(size=(20, 18, 16)), (10, 8, 8), method)
+    np.testing.assert_allclose(downsample(consistent(hr, lr, method), lr.shape, method), lr, atol=1e-8)

@@ -166,6 +166,20 @@ def test_evaluate_real_scans_only(small_cohort, tmp_path):
     assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
 
 
+def test_evaluate_a_thin_slab_of_a_real_scan(small_cohort, tmp_path):
+    scan = scan_copy(small_cohort / "phantom001", tmp_path / "scan", False)
+    out = tmp_path / "report"
+    result = run(
+        "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", "--slab", "8",
+        "--degradation", "kspace-slice", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| scan slab 8 | 2× | 36×44×8 → 72×87×16 | tricubic |" in result.stdout  # central 16 of 72
+    report = (out / "report.md").read_text()
+    assert "central slab of 8 low-resolution slices" in report and "a 2D multi-slice acquisition" in report
+    assert json.loads((out / "results.json").read_text())["protocol"]["slab"] == 8
+
+
 def test_evaluate_command_refusals(small_cohort, tmp_path):
     bad = run("evaluate", "--data", tmp_path, "--scales", "2")
     assert_user_error(bad, "no cohort.json")
@@ -177,6 +191,7 @@ def test_evaluate_command_refusals(small_cohort, tmp_path):
     assert_user_error(run("evaluate", "--data", small_cohort, "--directions", "3"), "at least 6 directions")
     bad = run("evaluate", "--real", small_cohort, "--degradation", "box")
     assert_user_error(bad, "degradation must be one of")
+    assert_user_error(run("evaluate", "--real", small_cohort, "--slab", "1"), "at least 2 slices")
     with pytest.raises(InputError, match="unknown model"):
         evaluate.resolve_method("magic")
 

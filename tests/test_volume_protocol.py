@@ -15,6 +15,7 @@ from csrdmri.dmri.dti import dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, series_mask, shell_indices
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import (
+    central_slab,
     degrade_series,
     own_ratio,
     spread_directions,
@@ -76,6 +77,20 @@ def test_degraded_series_covers_the_same_field_of_view(small_cohort):
     np.testing.assert_allclose(
         kspace.data[..., 3], np.maximum(downsample(series.data[..., 3], lr.shape, "kspace"), 0)
     )
+
+
+def test_a_central_slab_keeps_every_voxel_where_it_was(small_cohort):
+    series = load_dwi(find_dataset(small_cohort / "phantom001"))
+    series.affine = oblique_affine((2.5, 2.5, 2.5))
+    slab = central_slab(series, 16)  # of 72 slices: 28 … 43
+    assert slab.shape == (72, 87, 16) and slab.paths.mask is None
+    np.testing.assert_array_equal(slab.data, series.data[:, :, 28:44])
+    for i in ((0, 0, 0), (5, 80, 15)):
+        np.testing.assert_allclose(
+            nib.affines.apply_affine(slab.affine, i),
+            nib.affines.apply_affine(series.affine, np.add(i, (0, 0, 28))),
+        )
+    assert central_slab(series, 100).shape == series.shape
 
 
 def test_tricubic_scores_equal_a_computation_by_hand(small_cohort):

@@ -128,8 +128,10 @@ def evaluate(
         str,
         typer.Option(
             help="How the low-resolution data are made from the truth in every protocol: 'tricubic' "
-            "(the paper's cubic B-spline sampling) or 'kspace' (the central block of k-space, what "
-            "a scanner acquiring the coarser matrix measures, Gibbs ringing included)."
+            "(the paper's cubic B-spline sampling), 'kspace' (the central block of k-space, what "
+            "a scanner acquiring the coarser matrix measures, Gibbs ringing included), or its "
+            "variants 'kspace-apodised' (Hamming window), 'kspace-partial' (6/8 partial Fourier "
+            "along the 2nd axis) and 'kspace-slice' (2D slices: a slice profile through plane)."
         ),
     ] = "tricubic",
     consistency: Annotated[
@@ -139,6 +141,14 @@ def evaluate(
             "real scans; as `upsample --consistency`): 'off', 'kspace' or 'image'."
         ),
     ] = "off",
+    slab: Annotated[
+        int | None,
+        typer.Option(
+            help="Thin slabs: cut every whole volume and real scan to its central N low-resolution "
+            "slices through the third axis (N × scale slices of the truth) before degrading it; "
+            "the T1w stays whole, the brain mask is found from the slab."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Report folder: report.md, results.json, figures/ (else: print).")
     ] = None,
@@ -176,6 +186,7 @@ def evaluate(
         real_scales=parse_list(real_scales, "--real-scales"),
         angular=angular,
         degradation=degradation,
+        slab=slab,
         options=options,
         out=out,
         command=" ".join(["csrdmri", *sys.argv[1:]]),

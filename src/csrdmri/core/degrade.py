@@ -1,8 +1,8 @@
 """Degradation operators: how a low-resolution acquisition is made from a finer volume.
 
-Both keep the field of view and the cell-centred convention of :mod:`csrdmri.core.grid` (LR
-voxel ``i`` of ``L`` along an axis of ``N`` HR voxels sits at HR index ``(i + 0.5)·N/L − 0.5``),
-and both keep the intensity scale (a constant volume stays that constant):
+Every one keeps the field of view and the cell-centred convention of :mod:`csrdmri.core.grid`
+(LR voxel ``i`` of ``L`` along an axis of ``N`` HR voxels sits at HR index ``(i + 0.5)·N/L − 0.5``),
+and the intensity scale (a constant volume stays that constant):
 
 ``"tricubic"`` (the paper's)
     cubic B-spline interpolation of the HR volume at the LR voxel centres
@@ -14,21 +14,72 @@ and both keep the intensity scale (a constant volume stays that constant):
     frequencies along every axis are below ``L/2`` cycles per field of view is sampled exactly
     (tested).
 
-Each operator is separable, a small matrix per axis (:func:`axis_operator`), so that
-:func:`consistent` can project a high-resolution volume exactly onto those whose degradation is
-a given low-resolution volume.
+Variants of ``"kspace"`` (real acquisitions seldom keep a bare sinc):
+
+``"kspace-apodised"``
+    the kept frequencies ``k`` weighted by a Hamming window ``0.54 + 0.46·cos(2πk/L)`` (1 at the
+    centre of k-space, 0.08 at its edge): less ringing, a wider point-spread function.
+``"kspace-partial"``
+    partial Fourier 6/8 along axis 1 (the phase-encoding axis of an axial EPI), zero-filled:
+    the real part keeps the frequencies acquired on both sides whole and halves the others.
+``"kspace-slice"``
+    k-space truncation in plane (axes 0 and 1) and, through plane (axis 2), the average over a
+    slice one LR voxel thick (a rectangular slice profile, no k-space truncation): a 2D
+    multi-slice acquisition.
+
+An operator is three :class:`AxisSampling` (:data:`NAMED`); training can draw random ones
+(:func:`random_kspace`). Each is separable, a small matrix per axis (:func:`axis_operator`), so
+that :func:`consistent` can project a high-resolution volume exactly onto those whose
+degradation is a given low-resolution volume.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from csrdmri.core.resample import apply_axes, axis_matrix
 
-DEGRADATIONS = ("tricubic", "kspace")
+
+@dataclass(frozen=True)
+class AxisSampling:
+    """How one axis of a volume is sampled onto a coarser grid.
+
+    Attributes
+    ----------
+    kind : {"tricubic", "kspace", "profile"}
+        Cubic B-spline sampling, the lowest frequencies of the DFT, or the average over a slice
+        profile (a box ``width`` LR voxels wide around each LR voxel centre).
+    window : float
+        ``"kspace"``: apodisation, frequency ``k`` of ``L`` weighted ``1 − window + window·cos(2πk/L)``
+        (0: none; 0.46: Hamming).
+    partial : float
+        ``"kspace"``: share of the frequencies acquired, from 0.5 to 1; the missing ones are the
+        most negative, zero-filled, and the real part taken.
+    width : float
+        ``"profile"``: slice thickness in LR voxels.
+    """
+
+    kind: str
+    window: float = 0.0
+    partial: float = 1.0
+    width: float = 1.0
+
+
+TRICUBIC, KSPACE = AxisSampling("tricubic"), AxisSampling("kspace")
+#: The named degradations (``--degradation``; module docstring): one sampling per axis.
+NAMED = {
+    "tricubic": (TRICUBIC,) * 3,
+    "kspace": (KSPACE,) * 3,
+    "kspace-apodised": (AxisSampling("kspace", window=0.46),) * 3,
+    "kspace-partial": (KSPACE, AxisSampling("kspace", partial=0.75), KSPACE),
+    "kspace-slice": (KSPACE, KSPACE, AxisSampling("profile")),
+}
+DEGRADATIONS = tuple(NAMED)
+Degradation = str | Sequence[AxisSampling]
 
 
 def kept_frequencies(n_lr: int) -> np.ndarray:
@@ -37,30 +88,84 @@ def kept_frequencies(n_lr: int) -> np.ndarray:
     return np.rint(np.fft.fftfreq(n_lr) * n_lr).astype(int)
 
 
-@functools.lru_cache(maxsize=64)
-def axis_operator(n_hr: int, n_lr: int, method: str) -> np.ndarray:
-    """The degradation ``method`` of one axis of ``n_hr`` samples to ``n_lr`` (same field of
-    view) as a matrix (n_lr, n_hr), float64, read-only (cached).
+def samplings(method: Degradation) -> tuple[AxisSampling, ...]:
+    """The three per-axis samplings of a named degradation, or ``method`` itself.
 
     Raises
     ------
     ValueError
-        For an unknown ``method``.
+        For an unknown name.
     """
-    if method == "tricubic":
-        return axis_matrix(n_hr, n_lr)
-    if method != "kspace":
+    if not isinstance(method, str):
+        return tuple(method)
+    if method not in NAMED:
         raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {method!r}")
+    return NAMED[method]
+
+
+def _kspace_matrix(n_hr: int, n_lr: int, sampling: AxisSampling) -> np.ndarray:
     keep = kept_frequencies(n_lr)
+    weight = 1 - sampling.window + sampling.window * np.cos(2 * np.pi * keep / n_lr)
+    weight[keep < keep.min() + round((1 - sampling.partial) * n_lr)] = 0.0  # partial Fourier
     shift = 0.5 * n_hr / n_lr - 0.5  # LR sample i sits at HR index i·n_hr/n_lr + shift
-    spectrum = np.fft.fft(np.eye(n_hr), axis=0)[keep] * np.exp(2j * np.pi * keep * shift / n_hr)[:, None]
-    matrix = np.fft.ifft(spectrum, axis=0).real * (n_lr / n_hr)
+    phase = np.exp(2j * np.pi * keep * shift / n_hr) * weight
+    spectrum = np.fft.fft(np.eye(n_hr), axis=0)[keep] * phase[:, None]
+    return np.fft.ifft(spectrum, axis=0).real * (n_lr / n_hr)
+
+
+def _profile_matrix(n_hr: int, n_lr: int, width: float) -> np.ndarray:
+    """Each LR voxel the mean of the HR samples (each one HR voxel wide) over a box ``width``
+    LR voxels wide around its centre, clipped to the field of view."""
+    step = n_hr / n_lr
+    centres = (np.arange(n_lr) + 0.5) * step - 0.5
+    lo, hi = centres - width * step / 2, centres + width * step / 2
+    edges = np.arange(n_hr) - 0.5
+    overlap = np.clip(np.minimum(hi[:, None], edges + 1) - np.maximum(lo[:, None], edges), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=64)
+def axis_operator(n_hr: int, n_lr: int, sampling: AxisSampling | str) -> np.ndarray:
+    """One axis of ``n_hr`` samples sampled to ``n_lr`` (same field of view) by ``sampling``
+    (an :class:`AxisSampling`, or the name of a degradation that samples every axis alike) as a
+    matrix (n_lr, n_hr), float64, read-only (cached).
+
+    Raises
+    ------
+    ValueError
+        For an unknown degradation or sampling.
+    """
+    if isinstance(sampling, str):
+        sampling = samplings(sampling)[0]
+    if sampling.kind == "tricubic":
+        matrix = axis_matrix(n_hr, n_lr).copy()
+    elif sampling.kind == "kspace":
+        matrix = _kspace_matrix(n_hr, n_lr, sampling)
+    elif sampling.kind == "profile":
+        matrix = _profile_matrix(n_hr, n_lr, sampling.width)
+    else:
+        raise ValueError(f"an axis is sampled by tricubic, kspace or profile, got {sampling.kind!r}")
     matrix.flags.writeable = False
     return matrix
 
 
+def random_kspace(rng: np.random.Generator) -> tuple[AxisSampling, ...]:
+    """A random k-space-like acquisition for training: every axis k-space truncated with a
+    random apodisation (none to Hamming); half the time partial Fourier (5/8 to 1) along one
+    random axis; half the time a rectangular slice profile 1 to 1.5 LR voxels thick along
+    another (a 2D multi-slice acquisition)."""
+    window = rng.uniform(0.0, 0.46)
+    axes = [AxisSampling("kspace", window=window)] * 3
+    encode, through = rng.permutation(3)[:2]
+    if rng.random() < 0.5:
+        axes[encode] = AxisSampling("kspace", window=window, partial=rng.uniform(0.625, 1.0))
+    if rng.random() < 0.5:
+        axes[through] = AxisSampling("profile", width=rng.uniform(1.0, 1.5))
+    return tuple(axes)
+
+
 @functools.lru_cache(maxsize=64)
-def axis_right_inverse(n_hr: int, n_lr: int, method: str) -> np.ndarray:
+def axis_right_inverse(n_hr: int, n_lr: int, method: AxisSampling | str) -> np.ndarray:
     """The least-norm right inverse (n_hr, n_lr) of :func:`axis_operator` (its pseudo-inverse:
     degrading its output returns its input), float64, read-only (cached)."""
     inverse = np.linalg.pinv(axis_operator(n_hr, n_lr, method))
@@ -68,20 +173,21 @@ def axis_right_inverse(n_hr: int, n_lr: int, method: str) -> np.ndarray:
     return inverse
 
 
-def downsample(volume: np.ndarray, shape: Sequence[int], method: str = "tricubic") -> np.ndarray:
+def downsample(volume: np.ndarray, shape: Sequence[int], method: Degradation = "tricubic") -> np.ndarray:
     """``volume`` (X, Y, Z, ...) resampled to the coarser ``shape`` (3 sizes) over the same
-    field of view by the degradation ``method`` (module docstring), trailing axes carried
-    along; float64 for float64 input, else float32.
+    field of view by the degradation ``method`` (a name of :data:`NAMED` or three
+    :class:`AxisSampling`), trailing axes carried along; float64 for float64 input, else float32.
 
     Raises
     ------
     ValueError
         For an unknown ``method``.
     """
-    return apply_axes(volume, [axis_operator(volume.shape[a], int(m), method) for a, m in enumerate(shape)])
+    axes = samplings(method)
+    return apply_axes(volume, [axis_operator(volume.shape[a], int(m), axes[a]) for a, m in enumerate(shape)])
 
 
-def consistent(hr: np.ndarray, lr: np.ndarray, method: str) -> np.ndarray:
+def consistent(hr: np.ndarray, lr: np.ndarray, method: Degradation) -> np.ndarray:
     """The volume nearest to ``hr`` (X, Y, Z; least squares) whose degradation by ``method``
     to the grid of ``lr`` (x, y, z, same field of view) is ``lr``: ``hr`` plus the residual
     ``lr − downsample(hr)`` brought back by the right inverse of the operator. float64 for
@@ -91,5 +197,6 @@ def consistent(hr: np.ndarray, lr: np.ndarray, method: str) -> np.ndarray:
     that truth than ``hr`` (an orthogonal projection onto a set that holds the truth).
     """
     residual = lr - downsample(hr, lr.shape, method)
-    back = [axis_right_inverse(n, m, method) for n, m in zip(hr.shape, lr.shape, strict=True)]
+    axes = samplings(method)
+    back = [axis_right_inverse(n, m, a) for n, m, a in zip(hr.shape, lr.shape, axes, strict=True)]
     return hr + apply_axes(residual, back)

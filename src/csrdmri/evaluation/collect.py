@@ -24,10 +24,10 @@ from csrdmri.evaluation.patch_protocol import (
     paper_protocol,
     refuse_seen_phantom,
 )
-from csrdmri.evaluation.volume_protocol import VolumeCase, subset_series, volume_protocol
+from csrdmri.evaluation.volume_protocol import VolumeCase, central_slab, subset_series, volume_protocol
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
-from csrdmri.io.nifti import load_dwi
+from csrdmri.io.nifti import DWISeries, load_dwi
 from csrdmri.phantom.cohort import draw_subject
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.signal import simulate_dwi
@@ -65,6 +65,10 @@ class EvaluationRequest:
     degradation
         How the LR data are made from the truth in every protocol: ``"tricubic"`` (the
         paper's) or ``"kspace"`` (:mod:`csrdmri.core.degrade`).
+    slab
+        Cut every whole volume and real scan to its central ``slab`` LR slices through the third
+        axis (``round(slab · scale)`` slices of the truth, :func:`central_slab`) before degrading
+        it: thin-slab acquisitions. None: whole.
     angular
         Directions kept per shell to score angular super-resolution on each whole volume and
         real scan at its first scale (:mod:`csrdmri.evaluation.angular`); None: not scored.
@@ -89,6 +93,7 @@ class EvaluationRequest:
     real: Sequence[Path] = ()
     real_scales: Sequence[float] = (2.0, 2.4)
     degradation: str = "tricubic"
+    slab: int | None = None
     angular: int | None = None
     options: Options = field(default_factory=Options)
     out: Path | None = None
@@ -116,6 +121,8 @@ class EvaluationRequest:
                 f"degradation must be one of {', '.join(DEGRADATIONS)}, got {self.degradation!r}",
                 "degradation",
             )
+        if self.slab is not None and self.slab < 2:
+            raise InputError(f"a slab needs at least 2 slices, got {self.slab}", "slab")
         if self.directions is not None and self.directions < 0:
             raise InputError(f"directions must not be negative, got {self.directions}", "directions")
 
@@ -180,6 +187,7 @@ def _protocol_record(
         "angular_kept_directions": request.angular,
         "degradation": request.degradation,
         "consistency": request.options.consistency,
+        "slab": request.slab,
     }
 
 
@@ -201,16 +209,36 @@ def _volume_cases(
         if cohort is not None:  # a phantom subject: also scored against its noise-free signal
             refuse_seen_phantom(cohort, name, request.methods)
             reference = subset_series(replace(full, data=noise_free(cohort, name)), request.directions).data
-        settings = (request.options, progress, reference, request.degradation)
-        cases += volume_protocol(name, series, request.methods, list(scales), *settings)
-        if request.angular is not None:
-            case = angular_protocol(name, series, request.methods, scales[0], request.angular, *settings)
+        for label, part, part_reference, part_scales in _cuts(name, series, reference, scales, request.slab):
+            settings = (request.options, progress, part_reference, request.degradation)
+            cases += volume_protocol(label, part, request.methods, part_scales, *settings)
+            if request.angular is None or part_scales[0] != scales[0]:
+                continue
+            case = angular_protocol(label, part, request.methods, scales[0], request.angular, *settings)
             if case is not None:
                 angular.append(case)
             else:  # too few directions (said in a warning)
                 for _ in request.methods:
-                    progress(f"{name} angular (skipped)")
+                    progress(f"{label} angular (skipped)")
     return cases
+
+
+def _cuts(
+    name: str, series: DWISeries, reference: np.ndarray | None, scales: Sequence[float], slab: int | None
+) -> list[tuple[str, DWISeries, np.ndarray | None, list[float]]]:
+    """What to score of a dataset — (label, series, noise-free signal, scales): the whole series at
+    every scale, or per scale its central slab of ``slab`` LR slices."""
+    if slab is None:
+        return [(name, series, reference, list(scales))]
+    cuts = []
+    for scale in scales:
+        slices = round(slab * scale)
+        part = central_slab(series, slices)
+        part_reference = (
+            None if reference is None else central_slab(replace(series, data=reference), slices).data
+        )
+        cuts.append((f"{name} slab {slab}", part, part_reference, [scale]))
+    return cuts
 
 
 def noise_free(cohort: Path, name: str) -> np.ndarray:

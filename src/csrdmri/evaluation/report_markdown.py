@@ -48,7 +48,22 @@ DEGRADATION_TEXT = {
     "tricubic": "cubic B-spline sampling at the LR voxel centres (the paper's protocol)",
     "kspace": "the central block of k-space (a sinc point-spread function, Gibbs ringing included: what a "
     "scanner acquiring the coarser matrix measures, to first order)",
+    "kspace-apodised": "the central block of k-space weighted by a Hamming window (less ringing, a wider "
+    "point-spread function)",
+    "kspace-partial": "the central block of k-space with 6/8 partial Fourier along the second axis, "
+    "zero-filled (real part)",
+    "kspace-slice": "the central block of k-space in plane, and through plane (third axis) the mean over a "
+    "slice one LR voxel thick (a 2D multi-slice acquisition)",
 }
+
+
+def _slab_text(slab: int | None) -> str:
+    if slab is None:
+        return ""
+    return (
+        f" Whole volumes and real scans are cut to their central slab of {slab} low-resolution slices "
+        "through the third axis before degrading (`--slab`)."
+    )
 
 
 def _header(command: str, results: EvaluationResults) -> list[str]:
@@ -64,7 +79,7 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         "",
         f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
         f"Data consistency of the outputs with them (`--consistency`): "
-        f"{results.protocol.get('consistency', 'off')}.",
+        f"{results.protocol.get('consistency', 'off')}.{_slab_text(results.protocol.get('slab'))}",
         "",
         "## Methods",
         "",

@@ -106,6 +106,21 @@ def degrade_series(
     return lr, TargetGrid(lr_shape, series.shape, resampled_affine(lr_affine, lr_shape, series.shape))
 
 
+def central_slab(series: DWISeries, slices: int) -> DWISeries:
+    """The central ``slices`` slices of ``series`` through its third axis (a thin-slab
+    acquisition; the whole series when it has no more), the affine moved to match, and no mask
+    file: the slab's brain mask is found from its data."""
+    start = max(series.shape[2] - slices, 0) // 2
+    shift = np.eye(4)
+    shift[2, 3] = start
+    return replace(
+        series,
+        data=np.ascontiguousarray(series.data[:, :, start : start + slices]),
+        affine=series.affine @ shift,
+        paths=replace(series.paths, mask=None),
+    )
+
+
 def own_ratio(data: np.ndarray, b0s: np.ndarray, volumes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """S/S0 (X, Y, Z, K) of ``volumes`` of ``data`` divided by its own mean b0 inside ``mask``."""
     reciprocal = b0_reciprocal(data[..., b0s].mean(axis=-1), mask)

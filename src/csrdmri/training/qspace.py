@@ -53,6 +53,7 @@ class QSpaceConfig:
     t1_dropout: float = 0.3  # share of steps trained without the T1w
     fa_weight: float = 0.0  # weight of the FA term of the loss
     kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
+    kspace_variants: bool = False  # those with random apodisation, partial Fourier, slice profile
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
@@ -97,7 +98,14 @@ def draw_batch(
     samples: list[Sample] = []
     while len(samples) < config.batch:
         subject = subjects[rng.integers(len(subjects))]
-        settings = (config.lr_size, config.scale_range, config.queries, with_t1, config.kspace)
+        settings = (
+            config.lr_size,
+            config.scale_range,
+            config.queries,
+            with_t1,
+            config.kspace,
+            config.kspace_variants,
+        )
         sample = draw_sample(subject, rng, *settings)
         if sample is not None:
             samples.append(sample)

@@ -21,7 +21,7 @@ from dipy.core.gradients import gradient_table
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from csrdmri.core.degrade import downsample
+from csrdmri.core.degrade import Degradation, downsample, random_kspace
 from csrdmri.core.grid import normalized, source_index
 from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
@@ -125,9 +125,11 @@ def draw_sample(
     queries: int,
     with_t1: bool,
     kspace: float = 0.0,
+    variants: bool = False,
 ) -> Sample | None:
     """One simulated sample (None when the patch holds too little brain to normalise); its LR
-    DWIs made by k-space truncation with probability ``kspace``, else tricubic
+    DWIs made by k-space truncation with probability ``kspace`` (with random apodisation,
+    partial Fourier and slice profile if ``variants``), else tricubic
     (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference)."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
@@ -136,7 +138,9 @@ def draw_sample(
     bvals = np.r_[np.zeros(n_b0), np.full(k, bvalue)]
     bvecs = np.r_[np.tile([[1.0, 0.0, 0.0]], (n_b0, 1)), directions]
     hr, clean = simulate_patch(subject, box, bvals, bvecs, snr, rng)
-    method = "kspace" if kspace > 0 and rng.random() < kspace else "tricubic"  # no draw at 0: old runs replay
+    method: Degradation = "tricubic"
+    if kspace > 0 and rng.random() < kspace:  # no draw at 0: old runs replay
+        method = random_kspace(rng) if variants else "kspace"
     lr = downsample(hr, (lr_size,) * 3, method)
     lr_mask = resample((subject.rows[box] >= 0).astype(np.float32), (lr_size,) * 3) > 0.5
     if lr_mask.sum() < 8:
