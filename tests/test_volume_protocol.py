@@ -11,12 +11,12 @@ from csrdmri.core.degrade import downsample
 from csrdmri.core.errors import InputError
 from csrdmri.core.metrics import psnr, ssim
 from csrdmri.core.resample import resample
+from csrdmri.dmri.degraded import degrade_series
 from csrdmri.dmri.dti import dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, series_mask, shell_indices
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import (
     central_slab,
-    degrade_series,
     own_ratio,
     spread_directions,
     subset_series,

@@ -87,6 +87,14 @@ def upsample(
             "moved by the least change that makes its tricubic downsampling equal the input)."
         ),
     ] = "off",
+    safeguard: Annotated[
+        bool,
+        typer.Option(
+            help="Weigh the model's correction of each shell by how much it helps on the input "
+            "itself, degraded once more by the scale (0: cubic, 1: the model; in the sidecar, "
+            "and a warning when below 1). About 1/scale³ more time."
+        ),
+    ] = False,
     adapt_steps: Annotated[
         int,
         typer.Option(
@@ -139,7 +147,7 @@ def upsample(
         mask=mask,
         bval=bval,
         bvec=bvec,
-        options=Options(device, precision, tile, chunk, margin, outside, consistency),
+        options=Options(device, precision, tile, chunk, margin, outside, consistency, safeguard),
         adapt_steps=adapt_steps,
         seed=seed,
         max_output_gb=max_output_gb,

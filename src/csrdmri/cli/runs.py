@@ -141,6 +141,9 @@ def evaluate(
             "real scans; as `upsample --consistency`): 'off', 'kspace' or 'image'."
         ),
     ] = "off",
+    safeguard: Annotated[
+        bool, typer.Option(help="Run every model with `upsample --safeguard` (whole volumes and real scans).")
+    ] = False,
     slab: Annotated[
         int | None,
         typer.Option(
@@ -171,7 +174,7 @@ def evaluate(
     from csrdmri.evaluation.report import run_report
     from csrdmri.inference.upsampler import Options
 
-    options = Options(device=device, consistency=consistency)
+    options = Options(device=device, consistency=consistency, safeguard=safeguard)
     request = EvaluationRequest(
         methods=parse_methods(models),
         cohort=data,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from csrdmri.dmri.degraded import degrade_series
 from csrdmri.dmri.dti import tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, shells
 from csrdmri.dmri.scan import PreparedScan
@@ -28,7 +29,6 @@ from csrdmri.evaluation.volume_protocol import (
     RAW_RANGE,
     NoiseFree,
     VolumeCase,
-    degrade_series,
     kept_volumes,
     noise_ceiling,
     score_volume,

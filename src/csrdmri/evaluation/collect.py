@@ -187,6 +187,7 @@ def _protocol_record(
         "angular_kept_directions": request.angular,
         "degradation": request.degradation,
         "consistency": request.options.consistency,
+        "safeguard": request.options.safeguard,
         "slab": request.slab,
     }
 

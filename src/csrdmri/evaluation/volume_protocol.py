@@ -31,10 +31,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from dipy.core.gradients import gradient_table
 
-from csrdmri.core.degrade import downsample
 from csrdmri.core.errors import InputError
-from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
 from csrdmri.core.metrics import psnr, ssim
+from csrdmri.dmri.degraded import degrade_series
 from csrdmri.dmri.dti import TensorMaps, dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shells
 from csrdmri.dmri.scan import PreparedScan
@@ -88,22 +87,6 @@ def volumes_of(series: DWISeries, indices: np.ndarray) -> DWISeries:
 def subset_series(series: DWISeries, directions: int | None) -> DWISeries:
     """The b0 volumes and ``directions`` spread volumes of each shell (all when None), in order."""
     return volumes_of(series, kept_volumes(series.gtab, directions))
-
-
-def degrade_series(
-    series: DWISeries, scale: float, degradation: str = "tricubic"
-) -> tuple[DWISeries, TargetGrid]:
-    """The LR series (every volume downsampled by ``scale`` by ``degradation``, same field of
-    view, clipped at 0, no mask file: the mask is found from the LR data) and the grid that
-    leads back to the truth's."""
-    lr_shape = shape_for_scale(series.shape, 1.0 / scale)
-    lr_affine = resampled_affine(series.affine, series.shape, lr_shape)
-    volumes = range(series.data.shape[3])
-    data = np.stack(
-        [np.maximum(downsample(series.data[..., v], lr_shape, degradation), 0) for v in volumes], axis=-1
-    ).astype(np.float32)
-    lr = replace(series, data=data, affine=lr_affine, paths=replace(series.paths, mask=None))
-    return lr, TargetGrid(lr_shape, series.shape, resampled_affine(lr_affine, lr_shape, series.shape))
 
 
 def central_slab(series: DWISeries, slices: int) -> DWISeries:

@@ -55,10 +55,12 @@ def correct_shells(
     where: np.ndarray,
     reciprocal: np.ndarray,
     options: Options,
+    weights: dict[float, float] | None = None,
 ) -> None:
     """Add the model's correction to the tricubic volumes of every shell of ``plan`` in ``out``
     (shape (*grid.shape, V_out)) at the HR voxels of ``where`` (HR mask), and clip them at 0:
-    fitted from the shell's acquired volumes, synthesised at the plan's output directions."""
+    fitted from the shell's acquired volumes, synthesised at the plan's output directions, and
+    multiplied by the shell's weight in ``weights`` (b-value -> weight; 1 when absent)."""
     for bvalue, count in plan.skipped.items():
         log.warning(
             "the shell b = %g s/mm² has %d direction(s), fewer than the %d an SH fit needs: "
@@ -84,7 +86,7 @@ def correct_shells(
             device=options.device,
             precision=options.precision,
         )
-        basis = basis.astype(np.float32)
+        basis = basis.astype(np.float32) * np.float32((weights or {}).get(bvalue, 1.0))
         for box, selected, values in blocks:
             s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
             corrections = (values @ basis.T) * s0_hr[:, None]  # (n, K_out), input units

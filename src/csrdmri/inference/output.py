@@ -45,8 +45,8 @@ def upsample_to_file(
     shape = (*grid.shape, len(plan.weights))
     with working_file(out.parent, int(np.prod(shape)) * 4) as handle:
         data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
-        upsample_series(series, grid, up, data, scan, options, plan)
-        write_result(out, data, grid, series, up, scan, options, plan)
+        weights = upsample_series(series, grid, up, data, scan, options, plan)
+        write_result(out, data, grid, series, up, scan, options, plan, weights)
         del data
 
 
@@ -122,9 +122,10 @@ def write_result(
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
     plan: OutputPlan | None = None,
+    weights: dict[float, float] | None = None,
 ) -> None:
     """Write image, b-table (the input's, or the plan's new directions) and a JSON sidecar (all
-    atomically)."""
+    atomically); ``weights``: the safeguard's weight of the model's correction per shell."""
     plan = plan or OutputPlan.build(series.gtab)
     save_nifti(out, data, grid.affine, template=series.header)
     save_gradients(out, plan.gtab)
@@ -152,6 +153,7 @@ def write_result(
             if up.joint
             else scan.shell.tolist(),
             outside_mask=options.outside,
+            safeguard={f"b={b:g}": round(w, 4) for b, w in weights.items()} if weights else None,
             mask=scan.provenance["mask"],
             mask_margin_voxels=options.margin,
             adapt_steps=up.adapt_steps,

@@ -18,8 +18,10 @@ per volume, in the input's intensity units:
   mask; outside it the output is the tricubic upsampling (``outside="tricubic"``, so there is
   no seam at the mask's edge) or 0 (``outside="zero"``).
 
-Every output is clipped at 0 (magnitude data). Last, when asked, every output volume is made
-consistent with the input (:mod:`csrdmri.inference.consistency`).
+With the safeguard (:mod:`csrdmri.inference.safeguard`), each shell's correction is weighted
+by how much the model helped on the input degraded once more. Every output is clipped at 0
+(magnitude data). Last, when asked, every output volume is made consistent with the input
+(:mod:`csrdmri.inference.consistency`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from csrdmri.inference.adapt import spread
 from csrdmri.inference.consistency import impose_consistency
 from csrdmri.inference.joint import correct_shells
 from csrdmri.inference.plan import OutputPlan
+from csrdmri.inference.safeguard import shell_weights
 from csrdmri.inference.tiling import Box, as_input, predict_tiles
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.nifti import DWISeries
@@ -96,7 +99,7 @@ def upsample_series(
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
     plan: OutputPlan | None = None,
-) -> None:
+) -> dict[float, float]:
     """Super-resolve every volume of ``series`` onto ``grid`` into ``out``.
 
     Parameters
@@ -110,6 +113,11 @@ def upsample_series(
     plan : OutputPlan, optional
         The output's volumes (:mod:`csrdmri.inference.plan`): the acquired ones by default, or
         new directions of each shell (tricubic or the joint model only).
+
+    Returns
+    -------
+    The weight of the model's correction per shell (b-value) set by the safeguard
+    (:mod:`csrdmri.inference.safeguard`, ``options.safeguard``); empty without it.
     """
     plan = plan or OutputPlan.build(series.gtab)
     if plan.angular and up.model is not None and not up.joint:
@@ -132,6 +140,10 @@ def upsample_series(
             up = up.adapted(own.astype(np.float16), t1, scan.mask, float(np.mean(grid.scales)))
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
+    shell_weight = (
+        shell_weights(series, grid, up, scan, options) if up.model is not None and options.safeguard else {}
+    )
+    weight = {int(v): shell_weight.get(b, 1.0) for b, (_, outputs) in plan.shells.items() for v in outputs}
     per_volume = up.model is not None and not up.joint
     for v in tqdm(range(len(plan.weights)), desc=f"upsampling ({up.name})", unit="vol", disable=None):
         volume = plan.volume(series.data, v)
@@ -151,10 +163,12 @@ def upsample_series(
                 ratio = resample(x, grid.shape, box=box)[selected]
                 s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
                 block = out[(*box, v)]  # a view: writes go to ``out``
-                block[selected] = np.maximum(block[selected] + s0_hr * (prediction - ratio), 0.0)
+                correction = weight.get(v, 1.0) * s0_hr * (prediction - ratio)
+                block[selected] = np.maximum(block[selected] + correction, 0.0)
     if up.joint:
-        correct_shells(grid, up, out, scan, plan, where, reciprocal, options)
+        correct_shells(grid, up, out, scan, plan, where, reciprocal, options, shell_weight)
     impose_consistency(out, series, plan, options.consistency)
+    return shell_weight
 
 
 def shell_volumes(scan: PreparedScan) -> set[int]:

@@ -83,6 +83,7 @@ class Options:
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
     consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
+    safeguard: bool = False  # weigh the model's correction by a check on the input (inference.safeguard)
 
     def __post_init__(self) -> None:
         if self.consistency not in CONSISTENCY:

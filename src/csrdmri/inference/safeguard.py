@@ -1,0 +1,70 @@
+"""The safeguard (beyond the paper): how much of the joint model's correction to trust, checked
+on the input itself.
+
+Before super-resolving, the input is degraded once more by the same scale (the tricubic
+operator the models are trained on, :func:`csrdmri.dmri.degraded.degrade_series`) and brought
+back to its own grid twice: by cubic interpolation and by the model. Per shell, the weight
+``α ∈ [0, 1]`` of the model's correction that brings that result closest to the input (least
+squares over the brain mask and the shell's volumes, raw intensities)::
+
+    α = clip(⟨d, r⟩ / ⟨d, d⟩, 0, 1),   d = model − cubic,   r = input − cubic
+
+is the weight its correction gets at the target resolution: 1 trusts the model, 0 returns cubic
+interpolation. The check reads the input only — never a truth — so it runs on any scan and is
+evaluated honestly. What it assumes: that how much the model helps from ``s²``-fold to ``s``-fold
+coarser data predicts how much it helps from the input to the output (self-similarity across
+scales, as zero-shot super-resolution assumes). Cost: the model and cubic once more at the
+input's size (about ``1/s³`` of the output's voxels).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri.degraded import degrade_series
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.plan import OutputPlan
+from csrdmri.inference.upsampler import Options, Upsampler
+from csrdmri.io.nifti import DWISeries
+
+log = logging.getLogger(__name__)
+
+
+def shell_weights(
+    series: DWISeries, grid: TargetGrid, up: Upsampler, scan: PreparedScan, options: Options
+) -> dict[float, float]:
+    """Per modelled shell (b-value, s/mm²), the weight of the joint model's correction when
+    ``series`` is super-resolved onto ``grid`` (module docstring)."""
+    from csrdmri.inference.series import upsample_series  # the check runs the same pipeline
+
+    coarse, back = degrade_series(series, grid.scales)
+    t1 = scan.provenance.get("t1w") if up.reads_t1 else None
+    coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None)
+    shells = OutputPlan.build(series.gtab).shells
+    volumes = sorted(int(v) for inputs, _ in shells.values() for v in inputs)
+    runs = {}
+    for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
+        out = np.empty((*series.shape, series.data.shape[3]), np.float32)
+        quiet = replace(options, consistency="off", safeguard=False)
+        upsample_series(coarse, back, method, out, prepared, quiet)
+        runs[name] = out[scan.mask][:, volumes]
+    acquired = series.data[scan.mask][:, volumes]
+    weights = {}
+    for bvalue, (inputs, _) in shells.items():
+        columns = np.searchsorted(volumes, inputs)
+        cubic = runs["cubic"][:, columns].astype(np.float64)
+        d = runs["model"][:, columns] - cubic
+        r = acquired[:, columns] - cubic
+        weights[bvalue] = float(np.clip((d * r).sum() / max((d * d).sum(), 1e-30), 0.0, 1.0))
+        if weights[bvalue] < 1.0:
+            log.warning(
+                "safeguard: the model's correction of the shell b = %g s/mm² is weighted %.2f "
+                "(on the input degraded once more, that weight reproduced the input best)",
+                bvalue,
+                weights[bvalue],
+            )
+    return weights

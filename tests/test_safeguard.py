@@ -1,0 +1,91 @@
+"""The safeguard (csrdmri.inference.safeguard): a least-squares weight of the model's correction
+per shell, found on the input degraded once more, and applied to every volume of the shell."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import run as run_cli
+from test_qspace import TINY_QSPACE, multishell
+
+from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.series import upsample_series
+from csrdmri.inference.upsampler import Options, Upsampler
+from csrdmri.models import build_model
+from csrdmri.models.checkpoint import save_checkpoint
+
+
+def scaled_model(tmp_path, factor: float) -> Upsampler:
+    """The same random joint model with its correction multiplied by ``factor`` (the head is
+    linear, so its output scales exactly)."""
+    torch.manual_seed(1)
+    model = build_model(TINY_QSPACE)
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.02)
+    with torch.no_grad():
+        model.decoder.head.weight.mul_(factor)
+    path = tmp_path / f"head{factor:g}.safetensors"
+    save_checkpoint(path, model, {"model": TINY_QSPACE})
+    return Upsampler.load(str(path))
+
+
+def run(series, up, safeguard: bool):
+    grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
+    scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
+    out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
+    weights = upsample_series(series, grid, up, out, scan, replace(Options(), safeguard=safeguard))
+    return out, weights
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return multishell(tmp_path_factory.mktemp("safeguard"), shells=((1000.0, 8), (2000.0, 15)))
+
+
+def test_the_weight_is_the_least_squares_one_on_the_check(series, tmp_path):
+    weights = {f: run(series, scaled_model(tmp_path, f), True)[1] for f in (1.0, -1.0, 10.0)}
+    assert set(weights[1.0]) == {1000.0, 2000.0}
+    scaled = 0
+    for b, w in weights[1.0].items():
+        assert 0.0 <= w <= 1.0
+        # d → −d: a weight that helped now hurts (clipped at 0), and the other way round
+        assert min(w, weights[-1.0][b]) == 0.0
+        helped = max(w, weights[-1.0][b])
+        if 0.0 < helped < 1.0 and w > 0:  # d → 10·d: the least-squares weight is 10 times smaller
+            # (to the few voxels where the output's clip at 0 acts on the larger correction)
+            assert weights[10.0][b] == pytest.approx(w / 10, rel=0.03)
+            scaled += 1
+    assert scaled  # the data made at least one shell's weight strictly between 0 and 1
+
+
+def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
+    up = scaled_model(tmp_path, 10.0)  # a correction far too large: the safeguard engages
+    cubic, _ = run(series, Upsampler.load("tricubic"), False)
+    plain, _ = run(series, up, False)
+    with caplog.at_level(logging.WARNING, logger="csrdmri"):
+        guarded, weights = run(series, up, True)
+    assert min(weights.values()) < 1.0 and "safeguard: the model's correction of the shell" in caplog.text
+    gtab = series.gtab
+    for b, w in weights.items():
+        volumes = np.flatnonzero(np.abs(gtab.bvals - b) < 50)
+        expected = np.maximum(cubic + w * (plain - cubic), 0.0)[..., volumes]
+        unclipped = (plain[..., volumes] > 0) & (cubic[..., volumes] > 0)  # no clip at 0 acted
+        np.testing.assert_allclose(guarded[..., volumes][unclipped], expected[unclipped], atol=1e-2)
+    np.testing.assert_array_equal(guarded[..., gtab.b0s_mask], cubic[..., gtab.b0s_mask])
+
+
+def test_upsample_records_the_weights_and_warns(series, tmp_path):
+    up = scaled_model(tmp_path, 10.0)
+    out = tmp_path / "sr.nii.gz"
+    result = run_cli(
+        "upsample", series.paths.dwi, "--model", up.checkpoint, "--scale", "2", "--safeguard", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert set(sidecar["safeguard"]) == {"b=1000", "b=2000"} and min(sidecar["safeguard"].values()) < 1
+    assert "safeguard: the model's correction of the shell b = 1000" in result.stderr
