@@ -15,6 +15,8 @@ from test_qspace import TINY_QSPACE, multishell
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
+from csrdmri.evaluation.patch_protocol import parse_methods
+from csrdmri.evaluation.volume_protocol import volume_protocol
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models import build_model
@@ -89,3 +91,11 @@ def test_upsample_records_the_weights_and_warns(series, tmp_path):
     sidecar = json.loads((tmp_path / "sr.json").read_text())
     assert set(sidecar["safeguard"]) == {"b=1000", "b=2000"} and min(sidecar["safeguard"].values()) < 1
     assert "safeguard: the model's correction of the shell b = 1000" in result.stderr
+
+
+def test_the_evaluation_records_the_weights(series, tmp_path):
+    up = scaled_model(tmp_path, 10.0)
+    methods = parse_methods(f"tricubic,guarded={up.checkpoint}")
+    (case,) = volume_protocol("series", series, methods, [2.0], replace(Options(), safeguard=True))
+    assert set(case.methods["guarded"].summary()["safeguard"]) == {"b=1000", "b=2000"}
+    assert "safeguard" not in case.methods["tricubic"].summary()

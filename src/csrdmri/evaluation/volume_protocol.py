@@ -138,6 +138,7 @@ class VolumeScores:
     raw_ssim: list[float] = field(default_factory=list)
     clean_psnr: list[float] = field(default_factory=list)  # raw, against the noise-free signal
     clean_dti: dict[str, float] = field(default_factory=dict)  # DTI errors against the noise-free fit
+    safeguard: dict[float, float] = field(default_factory=dict)  # weight of the correction per shell
 
     def summary(self) -> dict:
         raw = {}
@@ -151,6 +152,8 @@ class VolumeScores:
         if self.clean_psnr:
             raw["clean_psnr_mean"] = float(np.mean(self.clean_psnr))
         raw.update({f"clean_{name}": value for name, value in self.clean_dti.items()})
+        if self.safeguard:
+            raw["safeguard"] = {f"b={b:g}": w for b, w in self.safeguard.items()}
         return {
             "psnr_mean": float(np.mean(self.psnr)),
             "psnr_std": float(np.std(self.psnr)),
@@ -228,10 +231,11 @@ def volume_protocol(
                     progress(f"{dataset} {scale:g}× {label} (skipped)")
                 continue
             out = np.empty((*series.shape, series.data.shape[3]), np.float32)
-            upsample_series(lr, grid, up, out, scan, options)
+            weights = upsample_series(lr, grid, up, out, scan, options)
             case.methods[label] = score_volume(
                 out, series, truth, truth_maps, truth_scan.mask, raw_range, clean
             )
+            case.methods[label].safeguard = weights
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)
