@@ -20,7 +20,7 @@ from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import order_for, sh_matrices
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.tiling import predict_tiles
-from csrdmri.inference.upsampler import Upsampler
+from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi
 from csrdmri.models import build_model
@@ -76,7 +76,7 @@ def run_series(series, up, scale=2.0):
     grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(scale,) * 3)
     scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
     out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
-    upsample_series(series, grid, up, out, scan)
+    upsample_series(series, grid, up, out, scan, Options(safeguard="off"))  # the model's own output
     return out
 
 
@@ -208,7 +208,8 @@ def test_angular_output_at_the_acquired_directions_is_the_normal_output(tmp_path
     plan = OutputPlan.build(series.gtab, -series.gtab.bvecs[weighted])  # ±g: the same direction
     grid = TargetGrid.over((*series.shape, 1), series.affine, scale=(2.0,) * 3)
     out = np.zeros((*grid.shape, len(plan.weights)), np.float32)
-    upsample_series(series, grid, up, out, PreparedScan.prepare(series, shell=None), plan=plan)
+    scan = PreparedScan.prepare(series, shell=None)
+    upsample_series(series, grid, up, out, scan, Options(safeguard="off"), plan=plan)
     assert (
         len(plan.weights) == (~weighted).sum() + 2 * weighted.sum()
     )  # the b0s, then 23 directions per shell
@@ -306,7 +307,8 @@ def test_a_multishell_series_keeps_its_volume_order_and_b_table(tmp_path):
     series = multishell(tmp_path)
     up = joint_upsampler(tmp_path, zero=False)
     out = tmp_path / "out" / "sr.nii.gz"
-    result = run("upsample", series.paths.dwi, "--out", out, "--scale", "2", "--model", up.checkpoint)
+    arguments = ["--scale", "2", "--model", up.checkpoint, "--safeguard", "off"]
+    result = run("upsample", series.paths.dwi, "--out", out, *arguments)
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bval")), series.gtab.bvals)
     np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bvec")).T, series.gtab.bvecs, atol=1e-6)

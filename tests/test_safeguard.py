@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error
 from conftest import run as run_cli
 from test_qspace import TINY_QSPACE, multishell
 
@@ -17,6 +18,7 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import volume_protocol
+from csrdmri.inference.safeguard import guards
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models import build_model
@@ -36,7 +38,7 @@ def scaled_model(tmp_path, factor: float) -> Upsampler:
     return Upsampler.load(str(path))
 
 
-def run(series, up, safeguard: bool):
+def run(series, up, safeguard: str):
     grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
     scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
     out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
@@ -50,7 +52,7 @@ def series(tmp_path_factory):
 
 
 def test_the_weight_is_the_least_squares_one_on_the_check(series, tmp_path):
-    weights = {f: run(series, scaled_model(tmp_path, f), True)[1] for f in (1.0, -1.0, 10.0)}
+    weights = {f: run(series, scaled_model(tmp_path, f), "on")[1] for f in (1.0, -1.0, 10.0)}
     assert set(weights[1.0]) == {1000.0, 2000.0}
     scaled = 0
     for b, w in weights[1.0].items():
@@ -67,10 +69,10 @@ def test_the_weight_is_the_least_squares_one_on_the_check(series, tmp_path):
 
 def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
     up = scaled_model(tmp_path, 10.0)  # a correction far too large: the safeguard engages
-    cubic, _ = run(series, Upsampler.load("tricubic"), False)
-    plain, _ = run(series, up, False)
+    cubic, _ = run(series, Upsampler.load("tricubic"), "off")
+    plain, _ = run(series, up, "off")
     with caplog.at_level(logging.WARNING, logger="csrdmri"):
-        guarded, weights = run(series, up, True)
+        guarded, weights = run(series, up, "auto")  # on: a joint model
     assert min(weights.values()) < 1.0 and "safeguard: the model's correction of the shell" in caplog.text
     gtab = series.gtab
     for b, w in weights.items():
@@ -85,7 +87,16 @@ def test_upsample_records_the_weights_and_warns(series, tmp_path):
     up = scaled_model(tmp_path, 10.0)
     out = tmp_path / "sr.nii.gz"
     result = run_cli(
-        "upsample", series.paths.dwi, "--model", up.checkpoint, "--scale", "2", "--safeguard", "--out", out
+        "upsample",
+        series.paths.dwi,
+        "--model",
+        up.checkpoint,
+        "--scale",
+        "2",
+        "--safeguard",
+        "on",
+        "--out",
+        out,
     )
     assert result.exit_code == 0, result.output
     sidecar = json.loads((tmp_path / "sr.json").read_text())
@@ -96,6 +107,17 @@ def test_upsample_records_the_weights_and_warns(series, tmp_path):
 def test_the_evaluation_records_the_weights(series, tmp_path):
     up = scaled_model(tmp_path, 10.0)
     methods = parse_methods(f"tricubic,guarded={up.checkpoint}")
-    (case,) = volume_protocol("series", series, methods, [2.0], replace(Options(), safeguard=True))
+    (case,) = volume_protocol("series", series, methods, [2.0], replace(Options(), safeguard="on"))
     assert set(case.methods["guarded"].summary()["safeguard"]) == {"b=1000", "b=2000"}
     assert "safeguard" not in case.methods["tricubic"].summary()
+
+
+def test_auto_guards_the_joint_model_only_and_bad_values_are_refused(tmp_path, small_dwi):
+    joint, tricubic = scaled_model(tmp_path, 1.0), Upsampler.load("tricubic")
+    per_volume = Upsampler.load("csr-dmri-cpu")
+    assert [guards(up, Options()) for up in (joint, per_volume, tricubic)] == [True, False, False]
+    assert guards(per_volume, Options(safeguard="on")) and not guards(joint, Options(safeguard="off"))
+    bad = run_cli(
+        "upsample", small_dwi, "--scale", "2", "--safeguard", "maybe", "--out", tmp_path / "o.nii.gz"
+    )
+    assert_user_error(bad, "safeguard must be one of auto, on, off")

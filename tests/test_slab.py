@@ -14,7 +14,7 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.tiling import encoder_halo
-from csrdmri.inference.upsampler import Upsampler
+from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import load_dwi
 from csrdmri.models import build_model
@@ -58,7 +58,7 @@ def run(series, up, floor: float):
     scan = PreparedScan.prepare(series, shell=None)
     scan = replace(scan, mask=np.ones(series.shape, bool), floor=floor)
     out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
-    upsample_series(series, grid, up, out, scan)
+    upsample_series(series, grid, up, out, scan, Options(safeguard="off"))  # its weight is global too
     return out
 
 

@@ -88,13 +88,14 @@ def upsample(
         ),
     ] = "off",
     safeguard: Annotated[
-        bool,
+        str,
         typer.Option(
             help="Weigh the model's correction of each shell by how much it helps on the input "
             "itself, degraded once more by the scale (0: cubic, 1: the model; in the sidecar, "
-            "and a warning when below 1). About 1/scale³ more time."
+            "and a warning when below 1); about 1/scale³ more time. 'auto' (on with the joint "
+            "q-space model, off for per-volume models), 'on' or 'off'."
         ),
-    ] = False,
+    ] = "auto",
     adapt_steps: Annotated[
         int,
         typer.Option(

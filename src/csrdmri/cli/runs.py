@@ -142,8 +142,11 @@ def evaluate(
         ),
     ] = "off",
     safeguard: Annotated[
-        bool, typer.Option(help="Run every model with `upsample --safeguard` (whole volumes and real scans).")
-    ] = False,
+        str,
+        typer.Option(
+            help="`upsample --safeguard` of every model (whole volumes and real scans): auto, on or off."
+        ),
+    ] = "auto",
     slab: Annotated[
         int | None,
         typer.Option(

@@ -80,7 +80,7 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
         f"Data consistency of the outputs with them (`--consistency`): "
         f"{results.protocol.get('consistency', 'off')}; safeguard (`--safeguard`): "
-        f"{'on' if results.protocol.get('safeguard') else 'off'}.{_slab_text(results.protocol.get('slab'))}",
+        f"{results.protocol.get('safeguard', 'off')}.{_slab_text(results.protocol.get('slab'))}",
         "",
         "## Methods",
         "",

@@ -1,5 +1,5 @@
-"""The safeguard (beyond the paper): how much of the joint model's correction to trust, checked
-on the input itself.
+"""The safeguard (beyond the paper): how much of a model's correction to trust, checked on the
+input itself (with the joint q-space model by default, ``--safeguard auto``).
 
 Before super-resolving, the input is degraded once more by the same scale (the tricubic
 operator the models are trained on, :func:`csrdmri.dmri.degraded.degrade_series`) and brought
@@ -34,11 +34,19 @@ from csrdmri.io.nifti import DWISeries
 log = logging.getLogger(__name__)
 
 
+def guards(up: Upsampler, options: Options) -> bool:
+    """Whether the safeguard runs for ``up`` under ``options.safeguard`` (``auto``: with the
+    joint q-space model)."""
+    if up.model is None or options.safeguard == "off":
+        return False
+    return options.safeguard == "on" or up.joint
+
+
 def shell_weights(
     series: DWISeries, grid: TargetGrid, up: Upsampler, scan: PreparedScan, options: Options
 ) -> dict[float, float]:
-    """Per modelled shell (b-value, s/mm²), the weight of the joint model's correction when
-    ``series`` is super-resolved onto ``grid`` (module docstring)."""
+    """Per shell with enough directions for an SH fit (b-value, s/mm²), the weight of the
+    model's correction when ``series`` is super-resolved onto ``grid`` (module docstring)."""
     from csrdmri.inference.series import upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales)
@@ -49,7 +57,7 @@ def shell_weights(
     runs = {}
     for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
         out = np.empty((*series.shape, series.data.shape[3]), np.float32)
-        quiet = replace(options, consistency="off", safeguard=False)
+        quiet = replace(options, consistency="off", safeguard="off")
         upsample_series(coarse, back, method, out, prepared, quiet)
         runs[name] = out[scan.mask][:, volumes]
     acquired = series.data[scan.mask][:, volumes]

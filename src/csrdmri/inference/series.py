@@ -42,7 +42,7 @@ from csrdmri.inference.adapt import spread
 from csrdmri.inference.consistency import impose_consistency
 from csrdmri.inference.joint import correct_shells
 from csrdmri.inference.plan import OutputPlan
-from csrdmri.inference.safeguard import shell_weights
+from csrdmri.inference.safeguard import guards, shell_weights
 from csrdmri.inference.tiling import Box, as_input, predict_tiles
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.nifti import DWISeries
@@ -140,9 +140,7 @@ def upsample_series(
             up = up.adapted(own.astype(np.float16), t1, scan.mask, float(np.mean(grid.scales)))
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
-    shell_weight = (
-        shell_weights(series, grid, up, scan, options) if up.model is not None and options.safeguard else {}
-    )
+    shell_weight = shell_weights(series, grid, up, scan, options) if guards(up, options) else {}
     weight = {int(v): shell_weight.get(b, 1.0) for b, (_, outputs) in plan.shells.items() for v in outputs}
     per_volume = up.model is not None and not up.joint
     for v in tqdm(range(len(plan.weights)), desc=f"upsampling ({up.name})", unit="vol", disable=None):

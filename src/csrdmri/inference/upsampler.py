@@ -16,6 +16,9 @@ from csrdmri.inference.tiling import CHUNK, TILE
 from csrdmri.models.checkpoint import find_checkpoint, load_model
 
 OUTSIDE = ("tricubic", "zero")
+#: ``--safeguard`` choices (inference.safeguard): ``auto`` is on for the joint q-space model (where
+#: it is measured, docs/results.md) and off for per-volume models.
+SAFEGUARD = ("auto", "on", "off")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Smallest allowed value of the integer options.
 LEAST = {"tile": 1, "chunk": 1, "margin": 0}
@@ -83,7 +86,7 @@ class Options:
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
     consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
-    safeguard: bool = False  # weigh the model's correction by a check on the input (inference.safeguard)
+    safeguard: str = "auto"  # weigh the model's correction by a check on the input (inference.safeguard)
 
     def __post_init__(self) -> None:
         if self.consistency not in CONSISTENCY:
@@ -96,6 +99,10 @@ class Options:
                 "data consistency needs the output outside the mask (--outside tricubic): zeroing "
                 "it would undo the consistency",
                 "consistency",
+            )
+        if self.safeguard not in SAFEGUARD:
+            raise InputError(
+                f"safeguard must be one of {', '.join(SAFEGUARD)}, got {self.safeguard!r}", "safeguard"
             )
         if self.outside not in OUTSIDE:
             raise InputError(
