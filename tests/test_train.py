@@ -306,3 +306,21 @@ def test_presets_adapt_to_the_model_they_train():
         preset_for("cpu", "magic")
     with pytest.raises(InputError, match="unknown preset"):
         preset_for("fast")
+
+
+def test_qspace_training_draws_its_phantoms_with_the_configured_texture(tmp_path, monkeypatch):
+    from csrdmri.phantom.params import PhantomParams
+    from csrdmri.training import qspace
+
+    class Drawn(Exception):
+        pass
+
+    def draw(index, seed, params):
+        raise Drawn(params.texture_sd)
+
+    monkeypatch.setattr(qspace.SimulatedSubject, "draw", staticmethod(draw))
+    with pytest.raises(Drawn, match=r"^0\.25$"):
+        qspace.train_qspace(tmp_path / "run", qspace.QSpaceConfig(texture_sd=0.25))
+    assert qspace.QSpaceConfig().texture_sd == PhantomParams().texture_sd  # earlier runs replay
+    with pytest.raises(InputError, match="texture_sd must be at least 0"):
+        qspace.QSpaceConfig(texture_sd=-0.1)

@@ -57,6 +57,7 @@ class QSpaceConfig:
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
+    texture_sd: float = 0.5  # their diffusivity texture (PhantomParams.texture_sd; 0: none)
     checkpoint_every: int = 250
     model: dict = field(default_factory=lambda: {"architecture": "qspace"})
 
@@ -67,6 +68,8 @@ class QSpaceConfig:
             raise InputError(f"T1w dropout must be within 0..1, got {self.t1_dropout}", "t1_dropout")
         if not 0.0 <= self.kspace <= 1.0:
             raise InputError(f"kspace must be within 0..1, got {self.kspace}", "kspace")
+        if self.texture_sd < 0:
+            raise InputError(f"texture_sd must be at least 0, got {self.texture_sd}", "texture_sd")
         if self.fa_weight < 0:
             raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
 
@@ -188,7 +191,7 @@ def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, step, best = _start(out, config, resume)
-    params = PhantomParams(voxel_size=config.voxel_size)
+    params = PhantomParams(voxel_size=config.voxel_size, texture_sd=config.texture_sd)
     subjects = [
         SimulatedSubject.draw(i, config.seed, params) for i in tqdm(range(config.subjects), desc="subjects")
     ]
