@@ -149,35 +149,35 @@ def test_evaluate_command_writes_the_whole_report(small_cohort, tmp_path):
         assert f"figures/{name}.png" in report
 
 
-def test_evaluate_real_scans_only(small_cohort, tmp_path):
+def evaluate_real_scan(small_cohort, tmp_path, *options):
+    """``csrdmri evaluate`` of a copy of a phantom subject as a real scan at 2× with ``options``:
+    the command's result, its report and its results.json protocol."""
     scan = scan_copy(small_cohort / "phantom001", tmp_path / "scan", False)
     out = tmp_path / "report"
     result = run(
-        "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", "--degradation", "kspace",
-        "--consistency", "kspace", "--out", out,
-    )  # fmt: skip
+        "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", *options, "--out", out
+    )
     assert result.exit_code == 0, result.output
-    report = (out / "report.md").read_text()
+    protocol = json.loads((out / "results.json").read_text())["protocol"]
+    return result, (out / "report.md").read_text(), protocol
+
+
+def test_evaluate_real_scans_only(small_cohort, tmp_path):
+    options = ("--degradation", "kspace", "--consistency", "kspace")
+    result, report, protocol = evaluate_real_scan(small_cohort, tmp_path, *options)
     assert "## Real scans (degradation-based)" in report and "Table 1" not in report
     assert "(`--degradation kspace`): the central block of k-space" in report
     assert "consistency of the outputs with them (`--consistency`): kspace" in report
-    protocol = json.loads((out / "results.json").read_text())["protocol"]
     assert (protocol["degradation"], protocol["consistency"]) == ("kspace", "kspace")
     assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
 
 
 def test_evaluate_a_thin_slab_of_a_real_scan(small_cohort, tmp_path):
-    scan = scan_copy(small_cohort / "phantom001", tmp_path / "scan", False)
-    out = tmp_path / "report"
-    result = run(
-        "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", "--slab", "8",
-        "--degradation", "kspace-slice", "--out", out,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    options = ("--slab", "8", "--degradation", "kspace-slice")
+    result, report, protocol = evaluate_real_scan(small_cohort, tmp_path, *options)
     assert "| scan slab 8 | 2× | 36×44×8 → 72×87×16 | tricubic |" in result.stdout  # central 16 of 72
-    report = (out / "report.md").read_text()
     assert "central slab of 8 low-resolution slices" in report and "a 2D multi-slice acquisition" in report
-    assert json.loads((out / "results.json").read_text())["protocol"]["slab"] == 8
+    assert protocol["slab"] == 8
 
 
 def test_evaluate_command_refusals(small_cohort, tmp_path):

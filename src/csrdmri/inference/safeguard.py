@@ -55,9 +55,9 @@ def shell_weights(
     shells = OutputPlan.build(series.gtab).shells
     volumes = sorted(int(v) for inputs, _ in shells.values() for v in inputs)
     runs = {}
+    quiet = replace(options, consistency="off", safeguard="off")
     for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
         out = np.empty((*series.shape, series.data.shape[3]), np.float32)
-        quiet = replace(options, consistency="off", safeguard="off")
         upsample_series(coarse, back, method, out, prepared, quiet)
         runs[name] = out[scan.mask][:, volumes]
     acquired = series.data[scan.mask][:, volumes]
