@@ -18,7 +18,7 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import volume_protocol
-from csrdmri.inference.safeguard import guards
+from csrdmri.inference.safeguard import CHECK_OPERATORS, check_weights, guards
 from csrdmri.inference.series import upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models import build_model
@@ -51,20 +51,39 @@ def series(tmp_path_factory):
     return multishell(tmp_path_factory.mktemp("safeguard"), shells=((1000.0, 8), (2000.0, 15)))
 
 
-def test_the_weight_is_the_least_squares_one_on_the_check(series, tmp_path):
-    weights = {f: run(series, scaled_model(tmp_path, f), "on")[1] for f in (1.0, -1.0, 10.0)}
+def check(series, up, operator: str) -> dict[float, float]:
+    """The safeguard's check of ``up`` on ``series`` (scale 2) with one operator."""
+    grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
+    return check_weights(series, grid, up, PreparedScan.prepare(series, shell=None), Options(), operator)
+
+
+@pytest.mark.parametrize("operator", CHECK_OPERATORS)
+def test_the_weight_is_the_least_squares_one_on_the_check(series, tmp_path, operator):
+    weights = {f: check(series, scaled_model(tmp_path, f), operator) for f in (1.0, -1.0, 3.0, -3.0)}
     assert set(weights[1.0]) == {1000.0, 2000.0}
     scaled = 0
     for b, w in weights[1.0].items():
         assert 0.0 <= w <= 1.0
         # d → −d: a weight that helped now hurts (clipped at 0), and the other way round
         assert min(w, weights[-1.0][b]) == 0.0
-        helped = max(w, weights[-1.0][b])
-        if 0.0 < helped < 1.0 and w > 0:  # d → 10·d: the least-squares weight is 10 times smaller
-            # (to the few voxels where the output's clip at 0 acts on the larger correction)
-            assert weights[10.0][b] == pytest.approx(w / 10, rel=0.03)
-            scaled += 1
+        for sign in (1.0, -1.0):
+            # d → 3·d: the least-squares weight is 3 times smaller (to the voxels where the
+            # output's clip at 0 acts on the larger correction: weights near 0 are left out)
+            if 0.1 < weights[sign][b] < 1.0:
+                assert weights[3 * sign][b] == pytest.approx(weights[sign][b] / 3, rel=0.01)
+                scaled += 1
     assert scaled  # the data made at least one shell's weight strictly between 0 and 1
+
+
+def test_the_weight_is_the_smallest_over_the_check_operators(series, tmp_path):
+    """The acquisition's operator is unknown: each shell gets the weight its correction earns
+    under every operator checked, i.e. the smallest."""
+    up = scaled_model(tmp_path, 3.0)
+    checks = {op: check(series, up, op) for op in CHECK_OPERATORS}
+    assert set(CHECK_OPERATORS) == {"tricubic", "kspace"}
+    assert checks["tricubic"] != checks["kspace"]  # the operators do judge differently
+    _, weights = run(series, up, "on")
+    assert weights == {b: min(c[b] for c in checks.values()) for b in checks["tricubic"]}
 
 
 def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
