@@ -69,7 +69,7 @@ def _run(subject: str, out: str, tile: int, threads: int, volumes: int, queue) -
     grid = TargetGrid.over(series.shape, series.affine, scale=2.0)
     shape = (*grid.shape, series.data.shape[3])
     with working_file(Path(out).parent, int(np.prod(shape)) * 4) as handle:  # as upsample_to_file
-        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
+        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape, order="F")
         stage[0] = "upsample"
         upsample_series(series, grid, up, data, scan, Options(tile=tile))
         stage[0] = "write"

@@ -19,7 +19,7 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.consistency import CONSISTENCY
 from csrdmri.inference.plan import OutputPlan
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 
 
@@ -50,7 +50,7 @@ def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency):
     operator = CONSISTENCY[consistency]
     for up in (Upsampler.load("tricubic"), joint_upsampler(tmp_path, zero=False)):
         for plan in (OutputPlan.build(series.gtab), OutputPlan.build(series.gtab, np.eye(3))):
-            out = np.zeros((*grid.shape, len(plan.weights)), np.float32)
+            out = new_output((*grid.shape, len(plan.weights)))
             scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
             upsample_series(series, grid, up, out, scan, Options(consistency=consistency), plan)
             for j in range(out.shape[3]):

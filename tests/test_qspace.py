@@ -18,7 +18,7 @@ from dipy.reconst.shm import sf_to_sh, sh_to_sf
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import order_for, sh_matrices
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.tiling import predict_tiles
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.io.layout import find_dataset
@@ -75,7 +75,7 @@ def joint_upsampler(tmp_path, zero: bool, seed: int = 0) -> Upsampler:
 def run_series(series, up, scale=2.0):
     grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(scale,) * 3)
     scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
-    out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
+    out = new_output((*grid.shape, series.data.shape[3]))
     upsample_series(series, grid, up, out, scan, Options(safeguard="off"))  # the model's own output
     return out
 
@@ -207,7 +207,7 @@ def test_angular_output_at_the_acquired_directions_is_the_normal_output(tmp_path
     weighted = ~series.gtab.b0s_mask
     plan = OutputPlan.build(series.gtab, -series.gtab.bvecs[weighted])  # ±g: the same direction
     grid = TargetGrid.over((*series.shape, 1), series.affine, scale=(2.0,) * 3)
-    out = np.zeros((*grid.shape, len(plan.weights)), np.float32)
+    out = new_output((*grid.shape, len(plan.weights)))
     scan = PreparedScan.prepare(series, shell=None)
     upsample_series(series, grid, up, out, scan, Options(safeguard="off"), plan=plan)
     assert (

@@ -19,7 +19,7 @@ from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import volume_protocol
 from csrdmri.inference.safeguard import CHECK_OPERATORS, check_weights, guards
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models import build_model
 from csrdmri.models.checkpoint import save_checkpoint
@@ -41,7 +41,7 @@ def scaled_model(tmp_path, factor: float) -> Upsampler:
 def run(series, up, safeguard: str):
     grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
     scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
-    out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
+    out = new_output((*grid.shape, series.data.shape[3]))
     weights = upsample_series(series, grid, up, out, scan, replace(Options(), safeguard=safeguard))
     return out, weights
 

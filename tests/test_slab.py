@@ -12,7 +12,7 @@ from conftest import gradients, oblique_affine, write_dwi
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.tiling import encoder_halo
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.io.layout import find_dataset
@@ -57,7 +57,7 @@ def run(series, up, floor: float):
     grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
     scan = PreparedScan.prepare(series, shell=None)
     scan = replace(scan, mask=np.ones(series.shape, bool), floor=floor)
-    out = np.zeros((*grid.shape, series.data.shape[3]), np.float32)
+    out = new_output((*grid.shape, series.data.shape[3]))
     upsample_series(series, grid, up, out, scan, Options(safeguard="off"))  # its weight is global too
     return out
 

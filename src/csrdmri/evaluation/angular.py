@@ -35,7 +35,7 @@ from csrdmri.evaluation.volume_protocol import (
     volumes_of,
 )
 from csrdmri.inference.plan import OutputPlan
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.nifti import DWISeries
 
@@ -124,7 +124,7 @@ def angular_protocol(
         elif up.uses_t1 and scan.t1 is None:
             case.skipped[label] = "needs a T1w; the dataset has none"
         else:
-            out = np.empty((*series.shape, len(plan.weights)), np.float32)
+            out = new_output((*series.shape, len(plan.weights)))
             upsample_series(lr, grid, up, out, scan, options or Options(), plan)
             truth_ratio = truth_scan.ratio(truth_scan.shell)
             case.methods[label] = score_volume(

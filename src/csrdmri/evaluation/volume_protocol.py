@@ -38,7 +38,7 @@ from csrdmri.dmri.dti import TensorMaps, dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, b0_reciprocal, shells
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import Method, refuse_seen
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.nifti import DWISeries
 
@@ -230,7 +230,7 @@ def volume_protocol(
                 if progress:
                     progress(f"{dataset} {scale:g}× {label} (skipped)")
                 continue
-            out = np.empty((*series.shape, series.data.shape[3]), np.float32)
+            out = new_output((*series.shape, series.data.shape[3]))
             weights = upsample_series(lr, grid, up, out, scan, options)
             case.methods[label] = score_volume(
                 out, series, truth, truth_maps, truth_scan.mask, raw_range, clean

@@ -58,7 +58,7 @@ def correct_shells(
     weights: dict[float, float] | None = None,
 ) -> None:
     """Add the model's correction to the tricubic volumes of every shell of ``plan`` in ``out``
-    (shape (*grid.shape, V_out)) at the HR voxels of ``where`` (HR mask), and clip them at 0:
+    (shape (*grid.shape, V_out), Fortran-ordered) at the HR voxels of ``where`` (HR mask), and clip them at 0:
     fitted from the shell's acquired volumes, synthesised at the plan's output directions, and
     multiplied by the shell's weight in ``weights`` (b-value -> weight; 1 when absent)."""
     for bvalue, count in plan.skipped.items():
@@ -89,10 +89,13 @@ def correct_shells(
         basis = basis.astype(np.float32) * np.float32((weights or {}).get(bvalue, 1.0))
         for box, selected, values in blocks:
             s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
-            corrections = (values @ basis.T) * s0_hr[:, None]  # (n, K_out), input units
-            # One gather and one scatter per block: the volumes are the innermost axis of
-            # ``out``, so writing them one at a time would sweep the block once per volume.
-            block = out[box]  # a view: writes go to ``out``
-            voxels = block[selected]  # (n, V_out)
-            voxels[:, outputs] = np.maximum(voxels[:, outputs] + corrections, 0.0)
-            block[selected] = voxels
+            corrections = (basis @ values.T) * s0_hr  # (K_out, n), input units
+            # ``out`` is Fortran-ordered: each volume is one contiguous run, indexed flat.
+            at = np.ravel_multi_index(
+                tuple(i + s.start for i, s in zip(np.nonzero(selected), box, strict=True)),
+                grid.shape,
+                order="F",
+            )
+            for v, correction in zip(outputs, corrections, strict=True):
+                volume = out[..., v].reshape(-1, order="F")  # a view: writes go to ``out``
+                volume[at] = np.maximum(volume[at] + correction, 0.0)

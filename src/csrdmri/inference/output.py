@@ -44,7 +44,7 @@ def upsample_to_file(
         raise InputError(f"cannot create output folder {out.parent}: {exc.strerror}", "out") from None
     shape = (*grid.shape, len(plan.weights))
     with working_file(out.parent, int(np.prod(shape)) * 4) as handle:
-        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape)
+        data = np.memmap(handle, dtype=np.float32, mode="r+", shape=shape, order="F")  # as new_output
         weights = upsample_series(series, grid, up, data, scan, options, plan)
         write_result(out, data, grid, series, up, scan, options, plan, weights)
         del data

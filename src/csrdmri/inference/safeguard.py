@@ -78,7 +78,7 @@ def check_weights(
 ) -> dict[float, float]:
     """Per shell, the least-squares weight ``α`` of the model's correction on ``series``
     degraded once more by ``grid``'s scales with ``degradation`` (module docstring)."""
-    from csrdmri.inference.series import upsample_series  # the check runs the same pipeline
+    from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales, degradation)
     t1 = scan.provenance.get("t1w") if up.reads_t1 else None
@@ -88,7 +88,7 @@ def check_weights(
     runs = {}
     quiet = replace(options, consistency="off", safeguard="off")
     for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
-        out = np.empty((*series.shape, series.data.shape[3]), np.float32)
+        out = new_output((*series.shape, series.data.shape[3]))
         upsample_series(coarse, back, method, out, prepared, quiet)
         runs[name] = out[scan.mask][:, volumes]
     acquired = series.data[scan.mask][:, volumes]

@@ -91,6 +91,12 @@ def model_predictions(
     yield tuple(slice(0, n) for n in shape), where, pred[0, 0].float().cpu().numpy()[where]
 
 
+def new_output(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float32 output array of ``shape`` (X, Y, Z, V) in the order
+    :func:`upsample_series` fills (Fortran: each volume contiguous)."""
+    return np.empty(shape, np.float32, order="F")
+
+
 def upsample_series(
     series: DWISeries,
     grid: TargetGrid,
@@ -104,9 +110,11 @@ def upsample_series(
 
     Parameters
     ----------
-    out : ndarray, shape (*grid.shape, V), float32 (V: the plan's volumes)
+    out : ndarray, shape (*grid.shape, V), float32, Fortran-ordered (V: the plan's volumes)
         Filled volume by volume, in slabs and model blocks: no whole output volume is held in
-        memory besides ``out`` (a memory map keeps that bounded too).
+        memory besides ``out`` (a memory map keeps that bounded too). Fortran order (NIfTI's)
+        keeps each volume one contiguous run, so that filling one and writing the file do not
+        sweep the whole array (:func:`new_output`).
     scan : PreparedScan
         ``series`` prepared (brain mask, mean b0, shell, and the T1w for models that use one):
         needed by models, not by tricubic.
@@ -120,6 +128,8 @@ def upsample_series(
     (:mod:`csrdmri.inference.safeguard`, ``options.safeguard``); empty without it.
     """
     plan = plan or OutputPlan.build(series.gtab)
+    if not out.flags.f_contiguous:
+        raise ValueError("the output array must be Fortran-ordered (see new_output)")
     if plan.angular and up.model is not None and not up.joint:
         raise InputError(
             f"new gradient directions need the joint q-space model or tricubic, not {up.name}",
