@@ -52,6 +52,18 @@ def patch_origins(
     return valid[rng.integers(0, len(valid), size=n)]
 
 
+def padded_crop(volume: np.ndarray, start, size) -> np.ndarray:
+    """The block of ``volume`` (X, Y, Z) of shape ``size`` (3 ints) from voxel ``start`` (3
+    ints, which may lie outside the volume), zero where the block leaves the volume."""
+    out = np.zeros(tuple(size), volume.dtype)
+    lo = [min(max(int(a), 0), n) for a, n in zip(start, volume.shape, strict=True)]
+    hi = [max(min(int(a) + m, n), b) for a, m, n, b in zip(start, size, volume.shape, lo, strict=True)]
+    out[tuple(slice(b - a, c - a) for a, b, c in zip(start, lo, hi, strict=True))] = volume[
+        tuple(slice(b, c) for b, c in zip(lo, hi, strict=True))
+    ]
+    return out
+
+
 def central_crop(patch: np.ndarray, size: int) -> np.ndarray:
     """The central ``size``³ block of a cubic patch (leading three axes)."""
     start = (patch.shape[0] - size) // 2

@@ -216,3 +216,10 @@ def t1_on_dwi_grid(path: str | Path, series: DWISeries, mask: np.ndarray) -> np.
     if covered < T1_OVERLAP_WARN:
         log.warning("T1w %s covers only %.0f%% of the DWI brain mask", path, 100 * covered)
     return normalise_t1(resample_image(img, series.affine, series.shape), mask)
+
+
+def t1_on_grid(path: str | Path, affine: np.ndarray, shape: tuple[int, ...], mask: np.ndarray) -> np.ndarray:
+    """The T1w resampled onto any grid (``affine``, ``shape``) by the affines — anti-aliased when
+    the grid is coarser, so at an output grid finer than the DWIs it keeps the T1w's own detail —
+    and normalised inside ``mask`` (bool, ``shape``). float32, shape ``shape``."""
+    return normalise_t1(resample_image(load_image(path, "T1w"), affine, shape), mask)

@@ -6,7 +6,8 @@ For each diffusion-weighted shell with at least ``MIN_DIRECTIONS`` directions
 1. S/S0 of its K volumes (1/S0 of the :class:`~csrdmri.dmri.scan.PreparedScan`) is fitted by
    real symmetric SH (order from K, Laplace–Beltrami regularised) on the LR grid;
 2. the model (:mod:`csrdmri.models.qspace`) turns those maps (+ b-value, order, and the T1w
-   when there is one) into SH corrections Δc at every HR voxel of the dilated mask, tile by
+   when there is one, on the LR grid and — for a model that reads it there — on the HR grid,
+   :func:`native_t1`) into SH corrections Δc at every HR voxel of the dilated mask, tile by
    tile (:func:`csrdmri.inference.tiling.predict_tiles`);
 3. each output volume ``g`` of the shell, already holding cubic(DWI_g) (for a new direction,
    the cubic upsampling of the shell's SH fit evaluated at ``g``), gets ``cubic(b0) · Y(g)·Δc``
@@ -24,6 +25,7 @@ import torch
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import t1_on_grid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import MAX_ORDER, MIN_DIRECTIONS, n_coefficients, order_for, sh_matrices, unit_directions
 from csrdmri.inference.plan import OutputPlan
@@ -44,6 +46,17 @@ def shell_coefficients(scan: PreparedScan, volumes: np.ndarray, fit: np.ndarray,
         # C order, as ``out``: a NIfTI file's volumes are Fortran-ordered, and so is their product.
         flat.addr_(row, torch.from_numpy(np.ascontiguousarray(ratio)).view(-1))
     return out
+
+
+def native_t1(model: torch.nn.Module, scan: PreparedScan, grid: TargetGrid) -> np.ndarray | None:
+    """The scan's T1w on the output grid, normalised inside the brain there, for a model that
+    reads the T1w at the output resolution (None otherwise, or without a T1w)."""
+    path = scan.provenance.get("t1w")
+    if path is None or not getattr(model, "native_t1", False):
+        return None
+    brain = resample(scan.mask.astype(np.float32), grid.shape, order=0) > 0.5
+    log.info("the T1w is read at the output resolution too")
+    return t1_on_grid(path, grid.affine, grid.shape, brain)
 
 
 def correct_shells(
@@ -69,6 +82,7 @@ def correct_shells(
             count,
             MIN_DIRECTIONS,
         )
+    native = native_t1(up.model, scan, grid) if plan.shells else None
     for bvalue, (inputs, outputs) in plan.shells.items():
         order = order_for(len(inputs))
         fit, _ = sh_matrices(unit_directions(scan.gtab.bvecs[inputs]), order)
@@ -85,6 +99,7 @@ def correct_shells(
             chunk=options.chunk,
             device=options.device,
             precision=options.precision,
+            native=native,
         )
         basis = basis.astype(np.float32) * np.float32((weights or {}).get(bvalue, 1.0))
         for box, selected, values in blocks:

@@ -37,6 +37,7 @@ import torch
 
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import source_index
+from csrdmri.core.patches import padded_crop
 from csrdmri.core.resample import resample
 
 #: Default largest tile side (LR voxels, halo included): a tile holds at most 130³ voxels; with the
@@ -181,6 +182,7 @@ def decode_tile(
     selected: np.ndarray,
     chunk: int = CHUNK,
     precision: str = "fp32",
+    native: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The model's prediction at the selected voxels of a regular grid of queries.
 
@@ -192,6 +194,9 @@ def decode_tile(
         Continuous LR indices (within the tile) of the query grid's planes along each axis.
     selected : ndarray of bool, shape (M_x, M_y, M_z)
         The queries to decode.
+    native : Tensor, shape (1, 1, M_x + 2r, M_y + 2r, M_z + 2r), optional
+        For a model reading the T1w at the output resolution (``model.native_t1``), the T1w on
+        the query grid padded by ``r = model.anatomy.radius`` voxels on every side.
 
     Returns
     -------
@@ -217,9 +222,17 @@ def decode_tile(
         yy = yy - y0
         sampled = torch.lerp(rows[jj, yy, loz[zz]], rows[jj, yy, hiz[zz]], wz[zz, None])  # (n, C)
         code = torch.stack([codes[0][slab][jj], codes[1][yy + y0], codes[2][zz]], dim=-1)
-        for start in range(0, len(sampled), chunk):
+        anatomy = None
+        if native is not None:
+            r2 = 2 * model.anatomy.radius
             with autocast(device, precision):
-                part = model.decode_sampled(sampled[start : start + chunk], code[start : start + chunk])
+                maps = model.anatomy(native[..., slab.start : slab.stop + r2, y0 : y1 + r2, :])[0]
+            anatomy = maps.permute(1, 2, 3, 0)[jj, yy, zz]  # (n, F)
+        for start in range(0, len(sampled), chunk):
+            part_of = slice(start, start + chunk)
+            extra = () if anatomy is None else (anatomy[part_of],)
+            with autocast(device, precision):
+                part = model.decode_sampled(sampled[part_of], code[part_of], *extra)
             values.append(part.float().cpu().numpy())
     return np.concatenate(values)
 
@@ -237,6 +250,7 @@ def predict_tiles(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     side: int | None = None,
+    native: np.ndarray | None = None,
 ) -> Iterator[tuple[Box, np.ndarray, np.ndarray]]:
     """An INR model's prediction over a volume's HR grid, tile by tile.
 
@@ -259,6 +273,9 @@ def predict_tiles(
         The number of queries decoded at once.
     device, precision :
         Torch device, and ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA) autocast.
+    native : ndarray, shape ``shape``, float32, optional
+        The normalised T1w on the HR grid, for a model that reads it there (``native_t1``);
+        each block sees it padded with zeros beyond the volume, as a whole volume would.
 
     Yields
     ------
@@ -304,7 +321,12 @@ def predict_tiles(
             features = model.encode(*inputs, interior)
         start = [a + trimmed if a > 0 else a for a in lo]  # the latent map's first voxel
         local = [positions[a][hr[a]] - start[a] for a in range(3)]  # continuous LR index in the latent map
-        values = decode_tile(model, features, local, selected, chunk, precision)
+        t1_block = None
+        if native is not None and getattr(model, "native_t1", False):
+            r = model.anatomy.radius
+            size = [h.stop - h.start + 2 * r for h in hr]
+            t1_block = as_input(padded_crop(native, [h.start - r for h in hr], size), device)
+        values = decode_tile(model, features, local, selected, chunk, precision, t1_block)
         if model.residual:
             values += resample(lr, shape, box=hr)[selected]
         del inputs, features

@@ -6,7 +6,9 @@ b-value (/1000 s/mm²) and of the SH order (/6), plus the T1w on the LR grid and
 whether there is one (zeros without a T1w: one model for both, trained with T1w dropout). The
 decoder, an MLP of [latent sampled trilinearly at the query, the query's offset from its
 nearest LR voxel (LIIF's local code)], returns 28 SH coefficients Δc of the *correction* of the
-cubic interpolation, in S/S0. The caller writes, for each direction ``g`` of the shell::
+cubic interpolation, in S/S0. With ``t1_features > 0`` the decoder also reads features of the
+T1w at the output resolution (:mod:`csrdmri.models.anatomy`; zeros without a T1w) at the
+query. The caller writes, for each direction ``g`` of the shell::
 
     DWI_g↑ = cubic(DWI_g) + cubic(mean b0) · Y(g) · Δc
 
@@ -23,6 +25,7 @@ import torch.nn as nn
 from csrdmri.core.grid import unnormalized
 from csrdmri.dmri.sh import MAX_ORDER, n_coefficients
 from csrdmri.models import register
+from csrdmri.models.anatomy import AnatomyCNN
 from csrdmri.models.inr import ImplicitMLP, local_code, sample_latent
 from csrdmri.models.rdn import RDN, Interior
 
@@ -52,6 +55,9 @@ class QSpaceINR(nn.Module):
         RDN encoder sizes (see :class:`csrdmri.models.rdn.RDN`).
     width, depth, skip_at : int
         Decoder MLP width, hidden layers and the layer receiving the input skip.
+    t1_features : int
+        Features of the T1w at the output resolution given to the decoder (0: none, the T1w
+        is read on the LR grid only, as in the paper).
     """
 
     uses_t1 = False  # a T1w is not required ...
@@ -70,12 +76,15 @@ class QSpaceINR(nn.Module):
         width: int = 256,
         depth: int = 5,
         skip_at: int = 3,
+        t1_features: int = 0,
     ) -> None:
         super().__init__()
         self.coefficients = n_coefficients(MAX_ORDER)
         inputs = self.coefficients + CONDITIONING + T1_CHANNELS
         self.encoder = RDN(inputs, latent, g0, growth, blocks, layers)
-        self.decoder = ImplicitMLP(latent + 3, width, depth, skip_at, out_features=self.coefficients)
+        self.anatomy = AnatomyCNN(t1_features) if t1_features else None
+        decoded = latent + 3 + t1_features
+        self.decoder = ImplicitMLP(decoded, width, depth, skip_at, out_features=self.coefficients)
         nn.init.zeros_(self.decoder.head.weight)
         nn.init.zeros_(self.decoder.head.bias)
 
@@ -90,14 +99,30 @@ class QSpaceINR(nn.Module):
         """Offset of continuous LR indices from their nearest LR voxel (``n`` is not needed)."""
         return local_code(index)
 
-    def decode_sampled(self, sampled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """SH corrections (..., 28) from latent features (..., latent) at the queries and their
-        codes (..., 3)."""
-        return self.decoder(torch.cat([sampled, code.to(sampled.dtype)], dim=-1))
+    @property
+    def native_t1(self) -> bool:
+        """Whether the decoder reads the T1w at the output resolution."""
+        return self.anatomy is not None
 
-    def decode(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """SH corrections (B, N, 28) at normalised coordinates ``coords`` (B, N, 3), (x, y, z)."""
+    def decode_sampled(
+        self, sampled: torch.Tensor, code: torch.Tensor, anatomy: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """SH corrections (..., 28) from latent features (..., latent) at the queries, their
+        codes (..., 3) and, with :attr:`native_t1`, the T1w features there (..., t1_features;
+        None: no T1w, zeros)."""
+        parts = [sampled, code.to(sampled.dtype)]
+        if self.anatomy is not None:
+            if anatomy is None:
+                anatomy = sampled.new_zeros((*sampled.shape[:-1], self.anatomy.features))
+            parts.append(anatomy.to(sampled.dtype))
+        return self.decoder(torch.cat(parts, dim=-1))
+
+    def decode(
+        self, features: torch.Tensor, coords: torch.Tensor, anatomy: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """SH corrections (B, N, 28) at normalised coordinates ``coords`` (B, N, 3), (x, y, z),
+        with the T1w features (B, N, t1_features) there or None (see :meth:`decode_sampled`)."""
         shape = tuple(features.shape[-3:])
         return self.decode_sampled(
-            sample_latent(features, coords), self.code(unnormalized(coords, shape), shape)
+            sample_latent(features, coords), self.code(unnormalized(coords, shape), shape), anatomy
         )

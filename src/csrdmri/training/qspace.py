@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
 from csrdmri.models import build_model
+from csrdmri.models.anatomy import RADIUS
 from csrdmri.models.checkpoint import load_model, load_training_state, save_checkpoint
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
@@ -73,16 +74,33 @@ class QSpaceConfig:
         if self.fa_weight < 0:
             raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
 
+    @property
+    def radius(self) -> int:
+        """HR voxels of T1w context the model's native T1w branch needs (0: it has none)."""
+        return RADIUS if self.model.get("t1_features") else 0
+
     def learning_rate(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): a cosine from ``lr`` to ``lr / 10``."""
         floor = self.lr / 10
         return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(step, self.steps) / self.steps)) / 2
 
 
+def native_features(model: torch.nn.Module, samples: list[Sample]) -> torch.Tensor | None:
+    """The native T1w features (B, Q, F) at the samples' queries, or None (no native branch or
+    no T1w in this batch)."""
+    if samples[0].native is None:
+        return None
+    gathered = []
+    for s in samples:
+        maps = model.anatomy(torch.from_numpy(s.native)[None])[0]  # (F, n, n, n)
+        gathered.append(maps[(slice(None), *torch.from_numpy(s.index).T)].T)
+    return torch.stack(gathered)
+
+
 def raw_output(model: torch.nn.Module, features: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
     """Per sample, the model's HR DWIs (Q, K) at its queries (in the sample's units)."""
     coords = torch.from_numpy(np.stack([s.coords for s in samples]))
-    corrections = model.decode(features, coords)  # (B, Q, 28)
+    corrections = model.decode(features, coords, native_features(model, samples))  # (B, Q, 28)
     return [
         torch.from_numpy(s.cubic) + torch.from_numpy(s.s0)[:, None] * (c @ torch.from_numpy(s.basis).T)
         for s, c in zip(samples, corrections, strict=True)
@@ -108,6 +126,7 @@ def draw_batch(
             with_t1,
             config.kspace,
             config.kspace_variants,
+            config.radius,
         )
         sample = draw_sample(subject, rng, *settings)
         if sample is not None:

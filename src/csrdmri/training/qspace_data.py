@@ -7,8 +7,11 @@ the HR voxel size. The HR patch (n³, n = round(L·s)) is what is scored; the LR
 cubic B-spline downsampling to L³ (the paper's degradation, every volume alike). From it the
 sample carries what inference computes on a scan: the mean b0 and 1/S0 inside the dilated
 mask, the SH fit of the LR S/S0, the cubic upsampling of each DWI and of the mean b0, and the
-T1w downsampled onto the LR grid. Everything is drawn from ``numpy.random.default_rng([seed,
-step])``, so a resumed run sees the samples an uninterrupted one would.
+T1w downsampled onto the LR grid — and, for a model that reads the T1w at the output resolution
+(:mod:`csrdmri.models.anatomy`), the T1w on the HR patch itself, misregistered and with its
+contrast changed at random (:func:`native_t1`). Everything is drawn from
+``numpy.random.default_rng([seed, step])``, so a resumed run sees the samples an uninterrupted
+one would.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from scipy.spatial.transform import Rotation
 
 from csrdmri.core.degrade import Degradation, downsample, random_kspace
 from csrdmri.core.grid import normalized, source_index
+from csrdmri.core.patches import padded_crop
 from csrdmri.core.resample import resample
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
 from csrdmri.dmri.sh import order_for, sh_matrices, sphere_directions
@@ -37,6 +41,12 @@ B_RANGE = (500.0, 3000.0)
 DIRECTION_COUNTS = (6, 8, 10, 12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 64)
 SNR_RANGE = (8.0, 40.0)  # HR b0 SNR in white matter
 MARGIN = 2  # LR voxels by which the brain mask is dilated (inference's default)
+#: Misregistration of the native T1w: with probability ``T1_SHIFT_P`` an integer shift of up to
+#: ``T1_SHIFT`` HR voxels per axis; its contrast raised to a power in ``T1_GAMMA`` and given
+#: Gaussian noise of a standard deviation in ``T1_NOISE`` (normalised units).
+T1_SHIFT, T1_SHIFT_P = 2, 0.5
+T1_GAMMA = (0.7, 1.4)
+T1_NOISE = (0.0, 0.05)
 
 
 @dataclass
@@ -65,7 +75,9 @@ class SimulatedSubject:
 class Sample:
     """One simulated LR/HR pair of one shell; arrays float32 unless said otherwise.
 
-    ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``coords``
+    ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``native``
+    (1, n + 2r, n + 2r, n + 2r) the T1w on the HR patch padded by the anatomy network's radius
+    ``r``, or None; ``index`` (Q, 3) int64 the queries' HR voxels in the patch; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
     ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
     ``fa`` (Q,) the FA of the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
@@ -83,6 +95,8 @@ class Sample:
     fa: np.ndarray
     basis: np.ndarray
     tensor: np.ndarray
+    native: np.ndarray | None = None
+    index: np.ndarray | None = None
 
 
 def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, float]:
@@ -109,6 +123,17 @@ def simulate_patch(
     return np.where(subject.head[box][..., None], noisy, 0.0).astype(np.float32), out
 
 
+def native_t1(subject: SimulatedSubject, box: tuple[slice, ...], radius: int, rng) -> np.ndarray:
+    """The subject's T1w over ``box`` padded by ``radius`` (n + 2r)³, as a scan's T1w may be:
+    shifted against the DWIs, with another contrast and noise (module constants)."""
+    shift = rng.integers(-T1_SHIFT, T1_SHIFT + 1, size=3) if rng.random() < T1_SHIFT_P else np.zeros(3, int)
+    start = np.array([s.start for s in box]) - radius + shift
+    t1 = padded_crop(subject.t1, start, (box[0].stop - box[0].start + 2 * radius,) * 3)
+    t1 = t1 ** np.float32(rng.uniform(*T1_GAMMA))
+    noise = rng.standard_normal(t1.shape, dtype=np.float32) * np.float32(rng.uniform(*T1_NOISE))
+    return np.maximum(t1 + noise, 0.0)
+
+
 def patch_box(subject: SimulatedSubject, n: int, rng: np.random.Generator) -> tuple[slice, ...]:
     """An n³ box around a random brain voxel, inside the subject's grid."""
     centre = subject.centres[rng.integers(len(subject.centres))]
@@ -126,11 +151,13 @@ def draw_sample(
     with_t1: bool,
     kspace: float = 0.0,
     variants: bool = False,
+    radius: int = 0,
 ) -> Sample | None:
     """One simulated sample (None when the patch holds too little brain to normalise); its LR
     DWIs made by k-space truncation with probability ``kspace`` (with random apodisation,
     partial Fourier and slice profile if ``variants``), else tricubic
-    (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference)."""
+    (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference). With ``radius``
+    > 0, the T1w at the HR patch (:func:`native_t1`) too, the LR one made from it."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
     bvalue, directions, n_b0, snr = draw_protocol(rng)
@@ -165,7 +192,9 @@ def draw_sample(
     cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
     s0 = np.maximum(resample(b0, (n,) * 3)[index], 0.0) / scale
     coords = normalized(np.stack([source_index(lr_size, n)[i] for i in index], axis=-1), lr_size)
-    t1 = resample(subject.t1[box], (lr_size,) * 3)[None] if with_t1 else None
+    native = native_t1(subject, box, radius, rng) if with_t1 and radius else None
+    t1_hr = subject.t1[box] if native is None else native[(slice(radius, radius + n),) * 3]
+    t1 = resample(t1_hr, (lr_size,) * 3)[None] if with_t1 else None
     return Sample(
         inputs,
         t1,
@@ -176,4 +205,6 @@ def draw_sample(
         fa.numpy(),
         basis.astype(np.float32),
         pinv,
+        None if native is None else native[None],
+        picked if radius else None,
     )
