@@ -201,12 +201,26 @@ def normalise_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.maximum((t1 - lo) / (hi - lo), 0.0).astype(np.float32)
 
 
-def t1_on_dwi_grid(path: str | Path, series: DWISeries, mask: np.ndarray) -> np.ndarray:
-    """The T1w resampled onto the DWI grid by the affines, and normalised inside ``mask``.
+def load_t1(path: str | Path, translation: np.ndarray | None = None) -> nib.Nifti1Image:
+    """The T1w image, its content moved by ``translation`` (3,) mm in world coordinates when given
+    (:mod:`csrdmri.dmri.alignment`)."""
+    img = load_image(path, "T1w")
+    if translation is None:
+        return img
+    affine = img.affine.copy()
+    affine[:3, 3] += translation
+    return nib.Nifti1Image(read_voxels(img, str(path), "T1w"), affine)
+
+
+def t1_on_dwi_grid(
+    path: str | Path, series: DWISeries, mask: np.ndarray, translation: np.ndarray | None = None
+) -> np.ndarray:
+    """The T1w (moved by ``translation`` mm, see :func:`load_t1`) resampled onto the DWI grid by
+    the affines, and normalised inside ``mask``.
 
     Refused when less than ``T1_OVERLAP_MIN`` of the brain lies inside the T1w field of view.
     """
-    img = load_image(path, "T1w")
+    img = load_t1(path, translation)
     covered = fov_fraction(img, series.affine, series.shape, mask)
     if covered < T1_OVERLAP_MIN:
         raise InputError(
@@ -218,8 +232,15 @@ def t1_on_dwi_grid(path: str | Path, series: DWISeries, mask: np.ndarray) -> np.
     return normalise_t1(resample_image(img, series.affine, series.shape), mask)
 
 
-def t1_on_grid(path: str | Path, affine: np.ndarray, shape: tuple[int, ...], mask: np.ndarray) -> np.ndarray:
-    """The T1w resampled onto any grid (``affine``, ``shape``) by the affines — anti-aliased when
-    the grid is coarser, so at an output grid finer than the DWIs it keeps the T1w's own detail —
-    and normalised inside ``mask`` (bool, ``shape``). float32, shape ``shape``."""
-    return normalise_t1(resample_image(load_image(path, "T1w"), affine, shape), mask)
+def t1_on_grid(
+    path: str | Path,
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    mask: np.ndarray,
+    translation: np.ndarray | None = None,
+) -> np.ndarray:
+    """The T1w (moved by ``translation`` mm) resampled onto any grid (``affine``, ``shape``) by
+    the affines — anti-aliased when the grid is coarser, so at an output grid finer than the
+    DWIs it keeps the T1w's own detail — and normalised inside ``mask`` (bool, ``shape``).
+    float32, shape ``shape``."""
+    return normalise_t1(resample_image(load_t1(path, translation), affine, shape), mask)

@@ -9,6 +9,7 @@ the T1w is normalised to ~[0, 1] inside the brain.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dipy.core.gradients import GradientTable
 from scipy import ndimage
 
 from csrdmri.core.errors import about
+from csrdmri.dmri.alignment import estimate_shift, world_translation, worth_applying
 from csrdmri.dmri.preprocess import (
     DEFAULT_SHELL,
     b0_floor,
@@ -30,8 +32,28 @@ from csrdmri.dmri.preprocess import (
 from csrdmri.io.layout import DatasetPaths
 from csrdmri.io.nifti import DWISeries
 
+log = logging.getLogger(__name__)
+
 #: What the sidecar says of a mask found from the data rather than read from a file.
 FOUND_MASK = "median_otsu on the mean b0"
+
+
+def aligned_t1(
+    path: str | Path, series: DWISeries, brain: np.ndarray, b0: np.ndarray, t1_grid: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The translation (mm, or None when under half a voxel) that aligns the T1w ``path`` (on
+    the DWI grid: ``t1_grid``) with the mean ``b0``, and the T1w on the DWI grid after it."""
+    shift = estimate_shift(t1_grid, b0, brain)
+    if not worth_applying(shift):
+        log.info("the T1w and the mean b0 agree to half a voxel (shift %s voxels)", shift.round(2).tolist())
+        return None, t1_grid
+    translation = world_translation(series.affine, shift)
+    log.warning(
+        "the T1w lies %.1f mm off the mean b0 (shift %s mm, found by correlation): it is moved there",
+        float(np.linalg.norm(translation)),
+        translation.round(1).tolist(),
+    )
+    return translation, t1_on_dwi_grid(path, series, brain, translation)
 
 
 @dataclass
@@ -54,7 +76,9 @@ class PreparedScan:
     t1 : ndarray, shape (X, Y, Z), float32, or None
         The T1w resampled onto the DWI grid by the affines and normalised inside the brain.
     provenance : dict
-        Where the mask and the T1w came from (``"mask"``, ``"t1w"``), for sidecars and reports.
+        Where the mask and the T1w came from (``"mask"``, ``"t1w"``) and, with ``align_t1``, the
+        translation applied to the T1w (``"t1w_translation_mm"``, 3 floats or None), for
+        sidecars and reports.
     """
 
     series: DWISeries
@@ -72,22 +96,36 @@ class PreparedScan:
         mask: str | Path | None = None,
         t1: str | Path | None = None,
         shell: float | None = DEFAULT_SHELL,
+        align_t1: bool = False,
+        t1_translation: np.ndarray | None = None,
     ) -> PreparedScan:
         """Prepare ``series``: brain mask (file ``mask``, else the dataset's, else found from the
         mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
-        b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid. Refuses a
-        series without that shell or whose mean b0 is void in most of the brain, and a T1w that
-        does not overlap the brain."""
+        b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid — moved by
+        ``t1_translation`` (mm) when given, else, with ``align_t1``, by the translation that
+        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from half a voxel).
+        Refuses a series without that shell or whose mean b0 is void in most of the brain, and
+        a T1w that does not overlap the brain."""
         brain = series_mask(series, mask)
         with about(series.paths.dwi):
             weighted = np.flatnonzero(~series.gtab.b0s_mask)
             indices = shell_indices(series.gtab, shell) if shell is not None else weighted
             b0 = mean_b0(series)
             floor = b0_floor(b0, brain)
-        t1_grid = t1_on_dwi_grid(t1, series, brain) if t1 is not None else None
+        t1_grid = t1_on_dwi_grid(t1, series, brain, t1_translation) if t1 is not None else None
+        if t1_grid is not None and align_t1 and t1_translation is None:
+            t1_translation, t1_grid = aligned_t1(t1, series, brain, b0, t1_grid)
         mask_path = mask or series.paths.mask
         provenance = {"mask": str(mask_path) if mask_path else FOUND_MASK, "t1w": str(t1) if t1 else None}
+        if align_t1 or t1_translation is not None:
+            provenance["t1w_translation_mm"] = None if t1_translation is None else t1_translation.tolist()
         return cls(series, brain, b0, floor, indices, t1_grid, provenance)
+
+    @property
+    def t1_translation(self) -> np.ndarray | None:
+        """The translation (3,) mm applied to the T1w, or None."""
+        moved = self.provenance.get("t1w_translation_mm")
+        return None if moved is None else np.asarray(moved, float)
 
     @property
     def gtab(self) -> GradientTable:

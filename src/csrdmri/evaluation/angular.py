@@ -101,7 +101,8 @@ def angular_protocol(
     noise_free = NoiseFree.of(clean, truth.gtab, truth_scan.mask)
     lr, grid = degrade_series(volumes_of(series, kept), scale, degradation)
     reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
-    scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
+    native = any(m.at(scale).native_t1 for m in methods.values())  # every method sees it aligned
+    scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None, align_t1=native)
     directions = series.gtab.bvecs[left]
     plan = OutputPlan.build(lr.gtab, out_directions=directions)
     case = VolumeCase(

@@ -210,7 +210,8 @@ def volume_protocol(
     for scale in scales:
         lr, grid = degrade_series(series, scale, degradation)
         reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
-        scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None)
+        native = any(m.at(scale).native_t1 for m in methods.values())  # every method sees it aligned
+        scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None, align_t1=native)
         case = VolumeCase(
             dataset,
             scale,

@@ -45,6 +45,12 @@ class Upsampler:
         return self.uses_t1 or bool(getattr(self.model, "optional_t1", False))
 
     @property
+    def native_t1(self) -> bool:
+        """Whether the model also reads the T1w at the output resolution (and so the T1w is
+        aligned with the mean b0 first, :mod:`csrdmri.dmri.alignment`)."""
+        return bool(getattr(self.model, "native_t1", False))
+
+    @property
     def joint(self) -> bool:
         """Whether the model corrects whole shells at once (:mod:`csrdmri.inference.joint`)."""
         return bool(getattr(self.model, "joint", False))

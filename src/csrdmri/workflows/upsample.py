@@ -145,7 +145,10 @@ def upsample_dataset(
     scan = None
     if up.model is not None:
         scan = PreparedScan.prepare(
-            series, t1=paths.t1 if up.reads_t1 else None, shell=None if up.joint else DEFAULT_SHELL
+            series,
+            t1=paths.t1 if up.reads_t1 else None,
+            shell=None if up.joint else DEFAULT_SHELL,
+            align_t1=up.native_t1,
         )
         with about(paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
             warn_if_moved(series, scan.shell)
