@@ -7,7 +7,6 @@ normalised (then a fraction of the mean b0 for DWIs, and ~[0, 1] for the T1w).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,7 +16,7 @@ from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from csrdmri.core.errors import InputError, about
-from csrdmri.io.nifti import DWISeries, load_image, read_voxels
+from csrdmri.io.nifti import DWISeries, Source, describe, load_image, read_voxels
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +126,9 @@ def brain_mask(b0: np.ndarray) -> np.ndarray:
     return mask
 
 
-def load_mask(path: str | Path, series: DWISeries) -> np.ndarray:
-    """Load a brain mask that must be on the DWI grid (same shape and affine)."""
-    img = load_image(path, "mask")
+def load_mask(source: Source, series: DWISeries) -> np.ndarray:
+    """Load a brain mask (a file or an image) that must be on the DWI grid (same shape and affine)."""
+    img, path = load_image(source, "mask"), describe(source, "mask")
     if img.shape != series.shape or not np.allclose(img.affine, series.affine, atol=1e-3):
         raise InputError(
             f"mask {path} is not on the DWI grid (mask {img.shape}, DWI {series.shape}, or different affines)"
@@ -140,10 +139,10 @@ def load_mask(path: str | Path, series: DWISeries) -> np.ndarray:
     return mask
 
 
-def series_mask(series: DWISeries, mask_path: str | Path | None = None) -> np.ndarray:
+def series_mask(series: DWISeries, mask_path: Source | None = None) -> np.ndarray:
     """The given mask (``mask_path``, else the dataset's own), or ``median_otsu`` on the mean b0."""
-    path = mask_path or series.paths.mask
-    if path:
+    path = mask_path if mask_path is not None else series.paths.mask
+    if path is not None:
         return load_mask(path, series)
     with about(series.paths.dwi):
         return brain_mask(mean_b0(series))
@@ -201,7 +200,7 @@ def normalise_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.maximum((t1 - lo) / (hi - lo), 0.0).astype(np.float32)
 
 
-def load_t1(path: str | Path, translation: np.ndarray | None = None) -> nib.Nifti1Image:
+def load_t1(path: Source, translation: np.ndarray | None = None) -> nib.Nifti1Image:
     """The T1w image, its content moved by ``translation`` (3,) mm in world coordinates when given
     (:mod:`csrdmri.dmri.alignment`)."""
     img = load_image(path, "T1w")
@@ -209,11 +208,11 @@ def load_t1(path: str | Path, translation: np.ndarray | None = None) -> nib.Nift
         return img
     affine = img.affine.copy()
     affine[:3, 3] += translation
-    return nib.Nifti1Image(read_voxels(img, str(path), "T1w"), affine)
+    return nib.Nifti1Image(read_voxels(img, describe(path, "T1w"), "T1w"), affine)
 
 
 def t1_on_dwi_grid(
-    path: str | Path, series: DWISeries, mask: np.ndarray, translation: np.ndarray | None = None
+    path: Source, series: DWISeries, mask: np.ndarray, translation: np.ndarray | None = None
 ) -> np.ndarray:
     """The T1w (moved by ``translation`` mm, see :func:`load_t1`) resampled onto the DWI grid by
     the affines, and normalised inside ``mask``.
@@ -224,16 +223,16 @@ def t1_on_dwi_grid(
     covered = fov_fraction(img, series.affine, series.shape, mask)
     if covered < T1_OVERLAP_MIN:
         raise InputError(
-            f"T1w {path} does not overlap the DWI field of view: it covers {covered:.0%} of "
+            f"T1w {describe(path, 'T1w')} does not overlap the DWI field of view: it covers {covered:.0%} of "
             "the brain mask (are both in the same world coordinates?)"
         )
     if covered < T1_OVERLAP_WARN:
-        log.warning("T1w %s covers only %.0f%% of the DWI brain mask", path, 100 * covered)
+        log.warning("T1w %s covers only %.0f%% of the DWI brain mask", describe(path, "T1w"), 100 * covered)
     return normalise_t1(resample_image(img, series.affine, series.shape), mask)
 
 
 def t1_on_grid(
-    path: str | Path,
+    path: Source,
     affine: np.ndarray,
     shape: tuple[int, ...],
     mask: np.ndarray,

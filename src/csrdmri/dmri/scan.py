@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from dipy.core.gradients import GradientTable
@@ -30,7 +29,7 @@ from csrdmri.dmri.preprocess import (
     t1_on_dwi_grid,
 )
 from csrdmri.io.layout import DatasetPaths
-from csrdmri.io.nifti import DWISeries
+from csrdmri.io.nifti import DWISeries, Source, describe
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ FOUND_MASK = "median_otsu on the mean b0"
 
 
 def aligned_t1(
-    path: str | Path, series: DWISeries, brain: np.ndarray, b0: np.ndarray, t1_grid: np.ndarray
+    path: Source, series: DWISeries, brain: np.ndarray, b0: np.ndarray, t1_grid: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """The translation (mm, or None when under half a voxel) that aligns the T1w ``path`` (on
     the DWI grid: ``t1_grid``) with the mean ``b0``, and the T1w on the DWI grid after it."""
@@ -75,6 +74,9 @@ class PreparedScan:
         every diffusion-weighted volume (prepared with ``shell=None``, for the q-space model).
     t1 : ndarray, shape (X, Y, Z), float32, or None
         The T1w resampled onto the DWI grid by the affines and normalised inside the brain.
+    t1_source : path or image, or None
+        The T1w as given (a file or an in-memory image), for what reads it again at another
+        resolution.
     provenance : dict
         Where the mask and the T1w came from (``"mask"``, ``"t1w"``) and, with ``align_t1``, the
         translation applied to the T1w (``"t1w_translation_mm"``, 3 floats or None), for
@@ -88,13 +90,14 @@ class PreparedScan:
     shell: np.ndarray
     t1: np.ndarray | None = None
     provenance: dict = field(default_factory=dict)
+    t1_source: Source | None = None
 
     @classmethod
     def prepare(
         cls,
         series: DWISeries,
-        mask: str | Path | None = None,
-        t1: str | Path | None = None,
+        mask: Source | None = None,
+        t1: Source | None = None,
         shell: float | None = DEFAULT_SHELL,
         align_t1: bool = False,
         t1_translation: np.ndarray | None = None,
@@ -115,11 +118,14 @@ class PreparedScan:
         t1_grid = t1_on_dwi_grid(t1, series, brain, t1_translation) if t1 is not None else None
         if t1_grid is not None and align_t1 and t1_translation is None:
             t1_translation, t1_grid = aligned_t1(t1, series, brain, b0, t1_grid)
-        mask_path = mask or series.paths.mask
-        provenance = {"mask": str(mask_path) if mask_path else FOUND_MASK, "t1w": str(t1) if t1 else None}
+        mask_path = mask if mask is not None else series.paths.mask
+        provenance = {
+            "mask": describe(mask_path, "mask") if mask_path is not None else FOUND_MASK,
+            "t1w": describe(t1, "T1w") if t1 is not None else None,
+        }
         if align_t1 or t1_translation is not None:
             provenance["t1w_translation_mm"] = None if t1_translation is None else t1_translation.tolist()
-        return cls(series, brain, b0, floor, indices, t1_grid, provenance)
+        return cls(series, brain, b0, floor, indices, t1_grid, provenance, t1)
 
     @property
     def t1_translation(self) -> np.ndarray | None:

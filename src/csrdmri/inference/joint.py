@@ -51,7 +51,7 @@ def shell_coefficients(scan: PreparedScan, volumes: np.ndarray, fit: np.ndarray,
 def native_t1(model: torch.nn.Module, scan: PreparedScan, grid: TargetGrid) -> np.ndarray | None:
     """The scan's T1w on the output grid, normalised inside the brain there, for a model that
     reads the T1w at the output resolution (None otherwise, or without a T1w)."""
-    path = scan.provenance.get("t1w")
+    path = scan.t1_source
     if path is None or not getattr(model, "native_t1", False):
         return None
     brain = resample(scan.mask.astype(np.float32), grid.shape, order=0) > 0.5

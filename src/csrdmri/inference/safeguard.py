@@ -81,7 +81,7 @@ def check_weights(
     from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales, degradation)
-    t1 = scan.provenance.get("t1w") if up.reads_t1 else None
+    t1 = scan.t1_source if up.reads_t1 else None
     coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None, t1_translation=scan.t1_translation)
     shells = OutputPlan.build(series.gtab).shells
     volumes = sorted(int(v) for inputs, _ in shells.values() for v in inputs)

@@ -77,19 +77,35 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_image(path: str | Path, what: str, ndim: tuple[int, ...] = (3,)) -> nib.Nifti1Image:
-    """Open a NIfTI image and check its dimensionality; the voxels are not read yet.
+#: An image given by its file or in memory (the Python API's).
+Source = str | Path | nib.Nifti1Image | nib.Nifti2Image
+
+
+def describe(source: Source | None, what: str = "image") -> str:
+    """How messages and sidecars name ``source``: its file, else "an in-memory <what>"."""
+    if isinstance(source, nib.Nifti1Image | nib.Nifti2Image):
+        name = source.get_filename()
+        return str(name) if name else f"an in-memory {what}"
+    return str(source)
+
+
+def load_image(path: Source, what: str, ndim: tuple[int, ...] = (3,)) -> nib.Nifti1Image:
+    """Open a NIfTI image (or take one already in memory) and check its dimensionality; the
+    voxels are not read yet.
 
     ``what`` names the image in messages ("DWI", "T1w", "mask"); trailing singleton
     dimensions beyond 3 are squeezed.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}")
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{what} file {path} is not a readable NIfTI image ({exc})") from None
+    if isinstance(path, nib.Nifti1Image | nib.Nifti2Image):
+        img, path = path, describe(path, what)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{what} file not found: {path}")
+        try:
+            img = nib.load(path)
+        except Exception as exc:  # nibabel raises several types for unreadable files
+            raise InputError(f"{what} file {path} is not a readable NIfTI image ({exc})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{what} file {path} is not a NIfTI image ({type(img).__name__})")
     shape = img.shape
@@ -133,22 +149,36 @@ def load_gradients(bval: Path, bvec: Path, n_volumes: int) -> GradientTable:
         _, bvecs = read_bvals_bvecs(None, str(bvec))
     except Exception as exc:
         raise InputError(f"cannot read b-vectors from {bvec}: {exc}") from None
+    return checked_gradients(bvals, bvecs, n_volumes, str(bval), str(bvec))
+
+
+def checked_gradients(
+    bvals, bvecs, n_volumes: int, bval_name: str = "bvals", bvec_name: str = "bvecs"
+) -> GradientTable:
+    """A gradient table of ``bvals`` (N,) s/mm² and ``bvecs`` (N, 3) checked against the number
+    of volumes (the names say where they came from in messages)."""
+    bvals = np.asarray(bvals, dtype=np.float64).ravel()
+    bvecs = np.asarray(bvecs, dtype=np.float64)
+    if bvecs.ndim == 2 and bvecs.shape[0] == 3 and bvecs.shape[1] != 3:
+        bvecs = bvecs.T  # FSL's three rows
     if len(bvals) != n_volumes:
-        raise InputError(f"{bval} lists {len(bvals)} b-values but the DWI has {n_volumes} volumes")
+        raise InputError(f"{bval_name} lists {len(bvals)} b-values but the DWI has {n_volumes} volumes")
+    if bvecs.ndim != 2 or bvecs.shape[1] != 3:
+        raise InputError(f"{bvec_name} must list 3 numbers for each of the DWI's {n_volumes} volumes")
     if len(bvecs) != n_volumes:
-        raise InputError(f"{bvec} lists {len(bvecs)} b-vectors but the DWI has {n_volumes} volumes")
+        raise InputError(f"{bvec_name} lists {len(bvecs)} b-vectors but the DWI has {n_volumes} volumes")
     if not (np.isfinite(bvals).all() and np.isfinite(bvecs).all()) or (bvals < 0).any():
-        raise InputError(f"{bval} / {bvec} hold negative or non-finite values")
-    bvecs = unit_bvecs(bvecs, bvals > B0_THRESHOLD, bvec)
+        raise InputError(f"{bval_name} / {bvec_name} hold negative or non-finite values")
+    bvecs = unit_bvecs(bvecs, bvals > B0_THRESHOLD, bvec_name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return gradient_table(bvals, bvecs=bvecs, b0_threshold=B0_THRESHOLD)
     except ValueError as exc:
-        raise InputError(f"b-vectors in {bvec} are not usable: {exc}") from None
+        raise InputError(f"b-vectors in {bvec_name} are not usable: {exc}") from None
 
 
-def unit_bvecs(bvecs: np.ndarray, weighted: np.ndarray, path: Path) -> np.ndarray:
+def unit_bvecs(bvecs: np.ndarray, weighted: np.ndarray, path: str | Path) -> np.ndarray:
     """b-vectors (N, 3) of the diffusion-weighted volumes (``weighted``) scaled to unit length.
 
     A zero vector for a weighted volume is refused (no direction); other lengths more than 1 %
@@ -181,14 +211,20 @@ def load_dwi(paths: DatasetPaths, img: nib.Nifti1Image | None = None) -> DWISeri
     """
     img = img if img is not None else load_image(paths.dwi, "DWI", ndim=(4,))
     gtab = load_gradients(paths.bval, paths.bvec, img.shape[3])
-    data = read_voxels(img, paths.dwi, "DWI")
+    return DWISeries(dwi_voxels(img, paths.dwi), img.affine.copy(), gtab, img.header, paths)
+
+
+def dwi_voxels(img: nib.Nifti1Image, name: str | Path) -> np.ndarray:
+    """The DWI's voxels (:func:`read_voxels`); an all-zero volume (a dropped acquisition) is
+    refused."""
+    data = read_voxels(img, name, "DWI")
     empty = np.flatnonzero(~data.any(axis=(0, 1, 2)))
     if empty.size:
         raise InputError(
-            f"volume {empty[0]} of {paths.dwi} is all zero (a dropped volume?); remove it and its "
+            f"volume {empty[0]} of {name} is all zero (a dropped volume?); remove it and its "
             "b-value and b-vector first"
         )
-    return DWISeries(data, img.affine.copy(), gtab, img.header, paths)
+    return data
 
 
 def current_umask() -> int:
@@ -232,14 +268,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def save_nifti(
-    path: str | Path,
-    data: np.ndarray,
-    affine: np.ndarray,
-    template: nib.Nifti1Header | None = None,
-) -> None:
-    """Write a NIfTI atomically with ``affine`` as both qform and sform (code: scanner or
-    the template's), float32 data, mm/s units; pixdim follows from the affine."""
+def output_image(
+    data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Header | None = None
+) -> nib.Nifti1Image:
+    """An image of ``data`` with ``affine`` as both qform and sform (code: scanner or the
+    template's), float32 data, mm/s units, no scaling; pixdim follows from the affine."""
     header = template.copy() if template is not None else nib.Nifti1Header()
     header.set_data_dtype(np.float32)
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, header)
@@ -249,6 +282,17 @@ def save_nifti(
     img.header.set_xyzt_units("mm", "sec")
     img.header.set_slope_inter(1.0, 0.0)
     img.update_header()
+    return img
+
+
+def save_nifti(
+    path: str | Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    template: nib.Nifti1Header | None = None,
+) -> None:
+    """Write :func:`output_image` atomically, in bounded memory."""
+    img = output_image(data, affine, template)
     with atomic_path(path) as tmp, nib.openers.ImageOpener(tmp, "wb") as f:
         img.header.write_to(f)  # header and extensions; sets the data offset after them
         f.write(b"\0" * (int(img.header.get_data_offset()) - f.tell()))

@@ -24,7 +24,7 @@ from csrdmri.inference.output import check_output, check_size, upsample_to_file
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
-from csrdmri.io.nifti import load_dwi, load_image
+from csrdmri.io.nifti import DWISeries, Source, load_dwi, load_image
 from csrdmri.weights import DEFAULT_MODEL
 
 
@@ -73,6 +73,55 @@ def requested_directions(out_bvecs: Path | None, out_directions: int | None) -> 
     return table
 
 
+def check_model(up: Upsampler, out_directions: np.ndarray | None, has_t1: bool) -> None:
+    """Refuse new directions for a per-volume model, and a model that needs a T1w without one."""
+    if out_directions is not None and up.model is not None and not up.joint:
+        raise InputError(
+            f"new gradient directions need the joint q-space model (csr-qspace) or tricubic, not {up.name}",
+            "out_directions",
+        )
+    if up.uses_t1 and not has_t1:
+        raise InputError(
+            f"model {up.name} uses a T1w, and none was given or found with the DWI (csr-qspace-cpu, "
+            "arssr-cpu and tricubic need none)",
+            "t1",
+        )
+
+
+def target_grid(
+    shape: Sequence[int],
+    affine: np.ndarray,
+    scale: Sequence[float] | None,
+    voxel_size: Sequence[float] | None,
+) -> TargetGrid:
+    """The output grid over a 4D image's field of view (``shape``, ``affine``); a voxel size larger
+    than the input's is refused."""
+    grid = TargetGrid.over(shape, affine, scale=scale, voxel_size=voxel_size)
+    if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
+        zooms = " × ".join(f"{z:.4g}" for z in voxel_sizes(affine))
+        sizes = ",".join(f"{v:g}" for v in voxel_size or ())
+        raise InputError(f"a voxel size of {sizes} mm is larger than the input's ({zooms} mm)", "voxel_size")
+    return grid
+
+
+def prepare_scan(series: DWISeries, up: Upsampler, t1: Source | None, mask: Source | None = None):
+    """The :class:`PreparedScan` a model reads (None for tricubic): the T1w when the model reads
+    one, aligned with the mean b0 for a model that reads it at the output resolution; warns
+    when the series looks uncorrected for motion."""
+    if up.model is None:
+        return None
+    scan = PreparedScan.prepare(
+        series,
+        mask=mask,
+        t1=t1 if up.reads_t1 else None,
+        shell=None if up.joint else DEFAULT_SHELL,
+        align_t1=up.native_t1,
+    )
+    with about(series.paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
+        warn_if_moved(series, scan.shell)
+    return scan
+
+
 def upsample_dataset(
     dataset: Path,
     out: Path,
@@ -119,39 +168,16 @@ def upsample_dataset(
     check_target(scale, voxel_size)
     out = check_output(out, force)
     up = Upsampler.load(model, adapt_steps, seed)
-    if out_directions is not None and up.model is not None and not up.joint:
-        raise InputError(
-            f"new gradient directions need the joint q-space model (csr-qspace) or tricubic, not {model}",
-            "out_directions",
-        )
     paths = find_dataset(dataset, bval, bvec, t1, mask)
-    if up.uses_t1 and paths.t1 is None:
-        raise InputError(
-            f"model {model} uses a T1w, and none was given or found with the DWI (csr-qspace-cpu, "
-            "arssr-cpu and tricubic need none)",
-            "t1",
-        )
+    check_model(up, out_directions, paths.t1 is not None)
     img = load_image(paths.dwi, "DWI", ndim=(4,))
-    grid = TargetGrid.over(img.shape, img.affine, scale=scale, voxel_size=voxel_size)
-    if any(m < n for m, n in zip(grid.shape, grid.src_shape, strict=True)):
-        zooms = " × ".join(f"{z:.4g}" for z in voxel_sizes(img.affine))
-        sizes = ",".join(f"{v:g}" for v in voxel_size or ())
-        raise InputError(f"a voxel size of {sizes} mm is larger than the input's ({zooms} mm)", "voxel_size")
+    grid = target_grid(img.shape, img.affine, scale, voxel_size)
     check_size(grid, img.shape[3], max_output_gb)
     series = load_dwi(paths, img)
     plan = OutputPlan.build(series.gtab, out_directions)
     if plan.angular:
         check_size(grid, len(plan.weights), max_output_gb)
-    scan = None
-    if up.model is not None:
-        scan = PreparedScan.prepare(
-            series,
-            t1=paths.t1 if up.reads_t1 else None,
-            shell=None if up.joint else DEFAULT_SHELL,
-            align_t1=up.native_t1,
-        )
-        with about(paths.dwi):  # once per user run (evaluation re-upsamples degraded copies)
-            warn_if_moved(series, scan.shell)
+    scan = prepare_scan(series, up, paths.t1)
     upsample_to_file(series, grid, up, out, scan, options, plan)
     used = paths.t1 if scan is not None and scan.t1 is not None else None
     return UpsampleResult(out, grid, len(plan.weights), model, used)
