@@ -5,7 +5,7 @@ Commands on one dataset are in :mod:`csrdmri.cli.dataset`, on cohorts and runs i
 :mod:`csrdmri.cli.app`.
 """
 
-from csrdmri.cli import dataset, runs  # noqa: F401  (importing them registers their commands)
+from csrdmri.cli import cohort, dataset, runs  # noqa: F401  (importing them registers their commands)
 from csrdmri.cli.app import app
 
 __all__ = ["app"]

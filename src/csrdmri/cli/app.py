@@ -51,6 +51,7 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         handler = logging.StreamHandler()  # the stderr of this call (a test runner swaps it)
         handler.setFormatter(logging.Formatter("csrdmri: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)  # what a task logs at INFO goes to its log file only
         logger = logging.getLogger("csrdmri")
         logger.addHandler(handler)
         main = threading.current_thread() is threading.main_thread()

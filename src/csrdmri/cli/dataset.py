@@ -9,8 +9,21 @@ from typing import Annotated
 import typer
 
 from csrdmri.cli.app import BvalOpt, BvecOpt, InputArg, app, parse_triplet, user_errors
+from csrdmri.cli.options import (
+    ChunkOpt,
+    ConsistencyOpt,
+    DeviceOpt,
+    MarginOpt,
+    ModelOpt,
+    OutsideOpt,
+    PrecisionOpt,
+    SafeguardOpt,
+    ScaleOpt,
+    TileOpt,
+    VoxelSizeOpt,
+)
 from csrdmri.core.errors import InputError
-from csrdmri.weights import DEFAULT_MODEL, shipped
+from csrdmri.weights import DEFAULT_MODEL
 
 
 @app.command()
@@ -41,19 +54,9 @@ def upsample(
         Path,
         typer.Option("--out", "-o", help="Output NIfTI (.nii.gz); .bval/.bvec/.json are written beside it."),
     ],
-    scale: Annotated[
-        str | None, typer.Option(help="Scale factor: one number (2, 2.4) or one per axis (2,2,1).")
-    ] = None,
-    voxel_size: Annotated[
-        str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
-    ] = None,
-    model: Annotated[
-        str,
-        typer.Option(
-            help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
-            "or a training run folder."
-        ),
-    ] = DEFAULT_MODEL,
+    scale: ScaleOpt = None,
+    voxel_size: VoxelSizeOpt = None,
+    model: ModelOpt = DEFAULT_MODEL,
     t1: Annotated[
         Path | None, typer.Option("--t1", help="T1-weighted image (any grid: resampled by the affines).")
     ] = None,
@@ -63,40 +66,14 @@ def upsample(
     ] = None,
     bval: BvalOpt = None,
     bvec: BvecOpt = None,
-    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")] = "cpu",
-    precision: Annotated[
-        str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")
-    ] = "fp32",
-    tile: Annotated[
-        int,
-        typer.Option(
-            help="Largest encoder tile side in input voxels, halo included: a tile holds at most "
-            "N³ voxels (memory vs. speed; must exceed twice the model's receptive radius)."
-        ),
-    ] = 130,
-    chunk: Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")] = 16384,
-    margin: Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")] = 2,
-    outside: Annotated[
-        str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")
-    ] = "tricubic",
-    consistency: Annotated[
-        str,
-        typer.Option(
-            help="Data consistency with the input: 'off', 'kspace' (each output volume's central "
-            "k-space block replaced by the input's, the rest kept) or 'image' (each output volume "
-            "moved by the least change that makes its tricubic downsampling equal the input)."
-        ),
-    ] = "off",
-    safeguard: Annotated[
-        str,
-        typer.Option(
-            help="Weigh the model's correction of each shell by how much it helps on the input "
-            "itself, degraded once more by the scale, tricubically and in k-space (the smaller "
-            "weight: 0 is cubic, 1 the model; in the sidecar, and a warning when below 1); about "
-            "2/scale³ more time. 'auto' (on with the joint "
-            "q-space model, off for per-volume models), 'on' or 'off'."
-        ),
-    ] = "auto",
+    device: DeviceOpt = "cpu",
+    precision: PrecisionOpt = "fp32",
+    tile: TileOpt = 130,
+    chunk: ChunkOpt = 16384,
+    margin: MarginOpt = 2,
+    outside: OutsideOpt = "tricubic",
+    consistency: ConsistencyOpt = "off",
+    safeguard: SafeguardOpt = "auto",
     adapt_steps: Annotated[
         int,
         typer.Option(

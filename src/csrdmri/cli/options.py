@@ -1,0 +1,53 @@
+"""Options shared by the commands that upsample (``upsample``, ``bids``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from csrdmri.weights import shipped
+
+ScaleOpt = Annotated[
+    str | None, typer.Option(help="Scale factor: one number (2, 2.4) or one per axis (2,2,1).")
+]
+VoxelSizeOpt = Annotated[
+    str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
+        "or a training run folder."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")]
+TileOpt = Annotated[
+    int,
+    typer.Option(
+        help="Largest encoder tile side in input voxels, halo included: a tile holds at most "
+        "N³ voxels (memory vs. speed; must exceed twice the model's receptive radius)."
+    ),
+]
+ChunkOpt = Annotated[int, typer.Option(help="Output voxels decoded at once (memory vs. speed).")]
+MarginOpt = Annotated[int, typer.Option(help="Input voxels by which the brain mask is dilated.")]
+OutsideOpt = Annotated[str, typer.Option(help="Output outside the dilated mask: 'tricubic' or 'zero'.")]
+ConsistencyOpt = Annotated[
+    str,
+    typer.Option(
+        help="Data consistency with the input: 'off', 'kspace' (each output volume's central "
+        "k-space block replaced by the input's, the rest kept) or 'image' (each output volume "
+        "moved by the least change that makes its tricubic downsampling equal the input)."
+    ),
+]
+SafeguardOpt = Annotated[
+    str,
+    typer.Option(
+        help="Weigh the model's correction of each shell by how much it helps on the input "
+        "itself, degraded once more by the scale, tricubically and in k-space (the smaller "
+        "weight: 0 is cubic, 1 the model; in the sidecar, and a warning when below 1); about "
+        "2/scale³ more time. 'auto' (on with the joint "
+        "q-space model, off for per-volume models), 'on' or 'off'."
+    ),
+]
