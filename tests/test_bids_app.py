@@ -142,3 +142,32 @@ def test_mrtrix_directions_are_in_scanner_space():
     np.testing.assert_allclose(mrtrix_table(gtab, ras)[:, :3], [[0, 0, 0], [-1, 0, 0], [0, 1, 0]], atol=1e-12)
     las = np.diag([-2.0, 2.0, 2.0, 1.0])  # negative: image axes as they are, x points left
     np.testing.assert_allclose(mrtrix_table(gtab, las)[:, :3], [[0, 0, 0], [-1, 0, 0], [0, 1, 0]], atol=1e-12)
+
+
+def test_qsiprep_derivatives_bring_their_brain_mask_and_preprocessed_t1w(tmp_path):
+    root = tmp_path / "qsiprep"
+    description = {"Name": "qsiprep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}
+    root.mkdir()
+    (root / "dataset_description.json").write_text(json.dumps(description))
+    affine = oblique_affine()
+    bvals, bvecs = gradients(1, 10)
+    data = series_data(0)
+    stem = "sub-01_space-T1w_desc-preproc_dwi"
+    write_dwi(root / "sub-01" / "dwi", data, affine, bvals, bvecs, stem=stem)
+    mask = np.zeros(data.shape[:3], np.uint8)
+    mask[2:10, 2:9, 2:7] = 1
+    nib.save(nib.Nifti1Image(mask, affine), root / "sub-01/dwi/sub-01_space-T1w_desc-brain_mask.nii.gz")
+    (root / "sub-01/anat").mkdir()
+    t1 = nib.Nifti1Image(np.random.default_rng(0).random((24, 22, 18)).astype(np.float32) + 0.5, affine)
+    for name in ("sub-01_desc-preproc_T1w", "sub-01_T1w"):
+        nib.save(t1, root / f"sub-01/anat/{name}.nii.gz")
+    (job,) = find_jobs(root)
+    assert job.mask.name == "sub-01_space-T1w_desc-brain_mask.nii.gz"
+    assert job.t1.name == "sub-01_desc-preproc_T1w.nii.gz" and job.entities["space"] == "T1w"
+    out = tmp_path / "out"
+    result = run(root, out, "participant", "--voxel-size", "1.5", "--model", "csr-qspace-cpu")
+    assert result.exit_code == 0, result.output
+    (sidecar,) = out.rglob("*_dwi.json")
+    zooms = nib.load(str(sidecar).replace(".json", ".nii.gz")).header.get_zooms()[:3]  # the grid's, ~1.5 mm
+    assert sidecar.name == f"sub-01_space-T1w_res-{resolution_label(zooms)}_desc-csrdmri_dwi.json"
+    assert json.loads(sidecar.read_text())["mask"].endswith("desc-brain_mask.nii.gz")
