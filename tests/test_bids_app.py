@@ -129,6 +129,7 @@ def test_bad_bids_runs_are_one_sentence(dataset, tmp_path):
         ((tmp_path, tmp_path / "o", "participant", "--scale", "2"), "no dataset_description.json"),
         ((dataset, dataset, "participant", "--scale", "2"), "must not be the BIDS dataset itself"),
         ((dataset, tmp_path / "o", "participant", "--scale", "2", "extra"), "unexpected argument"),
+        ((dataset, tmp_path / "o", "participant", "--scale", "2", "--scheduler", "nonsense"), "scheduler"),
     ):
         result = run(*args)
         assert result.exit_code == 2 and fragment in result.output, result.output

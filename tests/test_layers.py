@@ -25,7 +25,9 @@ RANK = {
     "inference": 4,
     "training": 4,
     "evaluation": 5,
+    "cohort": 5,
     "workflows": 6,
+    "api": 7,
     "cli": 7,
     "__main__": 8,
 }
@@ -57,6 +59,9 @@ def imports(path: Path, package: Path = PACKAGE) -> list[tuple[int, str]]:
 
 
 SOURCES = sorted(PACKAGE.rglob("*.py"))
+#: The one import up the layers: ``csrdmri.upsample`` and ``csrdmri.load_model``, looked up on first
+#: use by the package's ``__getattr__`` (the Python API's front door).
+FACADE = {("__init__", "csrdmri.api")}
 
 
 def test_every_module_belongs_to_a_layer():
@@ -70,7 +75,7 @@ def test_imports_go_down_the_layers(path):
     wrong = [
         f"line {line}: {name} ({layer(name)})"
         for line, name in imports(path)
-        if layer(name) != own and RANK[layer(name)] >= RANK[own]
+        if layer(name) != own and RANK[layer(name)] >= RANK[own] and (own, name) not in FACADE
     ]
     assert not wrong, f"{own} (layer {RANK[own]}) imports its own layer or one above: {wrong}"
 

@@ -94,9 +94,8 @@ def bids(
     never modified; finished series are skipped on a rerun (unless --force); a failing series is
     reported and the others go on (exit status 1 then). Logs: OUTPUT_DIR/logs/.
     """
-    from csrdmri.cohort.run import Settings
     from csrdmri.inference.upsampler import Options
-    from csrdmri.workflows.bids import run_bids
+    from csrdmri.workflows.bids import Settings, run_bids
 
     labels = participant_label_values(participant_label, ctx.args)
     settings = Settings(

@@ -1,16 +1,67 @@
-"""A BIDS App run (``csrdmri bids BIDS_DIR OUTPUT_DIR participant``): find, check, run, summarise."""
+"""A BIDS App run (``csrdmri bids BIDS_DIR OUTPUT_DIR participant``): find, check, run, summarise.
+
+Each DWI series is an independent task (:func:`process`, run in turn or on Dask by
+:func:`csrdmri.cohort.run.run_jobs`). A task chooses the model that fits what the series has
+(the requested one; when it needs a T1w and the participant has none that covers the DWI, the
+joint q-space model, which reads a T1w when there is one and runs without), super-resolves the
+series with ``csrdmri upsample``'s code into the derivative dataset, completes the sidecar, and
+returns an :class:`Outcome` instead of raising, so that one failing participant does not stop
+the others. A finished series (its image and completed sidecar exist) is skipped unless
+``force``. Every task's log goes to ``OUTPUT_DIR/logs/<series>.log`` as well.
+"""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from csrdmri.cohort.derivatives import write_description
-from csrdmri.cohort.discover import find_jobs
-from csrdmri.cohort.run import Outcome, Settings, process, run_jobs, threads_per_task
+from csrdmri.cohort.derivatives import complete_sidecar, output_path, write_description, write_mrtrix
+from csrdmri.cohort.discover import Job, find_jobs
+from csrdmri.cohort.run import run_jobs, task_log, threads_per_task
 from csrdmri.core.errors import InputError
-from csrdmri.workflows.upsample import check_target
+from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri.preprocess import T1_OVERLAP_MIN, fov_fraction
+from csrdmri.inference.output import output_paths
+from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
+from csrdmri.io.layout import find_dataset
+from csrdmri.io.nifti import load_dwi, load_image
+from csrdmri.weights import DEFAULT_MODEL
+from csrdmri.workflows.upsample import check_target, upsample_dataset
+
+log = logging.getLogger(__name__)
+
+#: The model a series gets when the requested one needs a T1w it does not have.
+WITHOUT_T1 = "csr-qspace-cpu"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every series of the run gets (``csrdmri upsample``'s options)."""
+
+    scale: Sequence[float] | None = None
+    voxel_size: Sequence[float] | None = None
+    model: str = DEFAULT_MODEL
+    options: Options = DEFAULT_OPTIONS
+    force: bool = False
+    mrtrix: bool = False
+    max_output_gb: float = 64.0
+    threads: int | None = None  # torch threads per task (None: torch's default)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one series went: ``done``, ``skipped`` (already there) or ``failed`` (``message``)."""
+
+    series: str
+    status: str
+    message: str = ""
+    output: str | None = None
+    model: str | None = None
+    seconds: float = 0.0
 
 
 def run_bids(
@@ -24,8 +75,8 @@ def run_bids(
     command: str = "csrdmri bids",
 ) -> list[Outcome]:
     """Super-resolve every DWI series of the participants ``labels`` (all when None) of the
-    BIDS dataset ``bids_dir`` into the derivative dataset ``out_dir`` (:mod:`csrdmri.cohort`).
-    The inputs are never written to."""
+    BIDS dataset ``bids_dir`` into the derivative dataset ``out_dir``. The inputs are never
+    written to."""
     if level != "participant":
         raise InputError(f"the analysis level must be 'participant' (there is no group level), got {level!r}")
     check_target(settings.scale, settings.voxel_size)
@@ -35,11 +86,80 @@ def run_bids(
     if not bids_dir.is_dir():
         raise InputError(f"BIDS folder not found: {bids_dir}", "bids_dir")
     if out_dir == bids_dir:
-        raise InputError(
-            "the output folder must not be the BIDS dataset itself (use e.g. derivatives/csrdmri)"
-        )
+        raise InputError("the output folder must not be the BIDS dataset itself (e.g. derivatives/csrdmri)")
     jobs = find_jobs(bids_dir, labels)
     write_description(out_dir, bids_dir, command)
     settings = replace(settings, threads=threads_per_task(workers, scheduler))
     task = functools.partial(process, out_dir=out_dir, bids_dir=bids_dir, settings=settings)
     return run_jobs(jobs, task, workers, scheduler)
+
+
+def covering_t1(job: Job, img) -> bool:
+    """Whether the job's T1w exists and covers at least ``T1_OVERLAP_MIN`` of the DWI's grid."""
+    if job.t1 is None:
+        return False
+    return fov_fraction(load_image(job.t1, "T1w"), img.affine, img.shape[:3]) >= T1_OVERLAP_MIN
+
+
+def choose_model(job: Job, img, requested: str) -> tuple[str, bool]:
+    """The model for ``job`` and whether it gets the T1w (module docstring)."""
+    up = Upsampler.load(requested)
+    has_t1 = covering_t1(job, img)
+    if up.uses_t1 and not has_t1:
+        why = "has no T1w" if job.t1 is None else f"has a T1w ({job.t1.name}) that does not cover the DWI"
+        log.warning("%s %s: %s runs instead of %s, which needs one", job.name, why, WITHOUT_T1, requested)
+        return WITHOUT_T1, False
+    return requested, has_t1 and up.reads_t1
+
+
+def process(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> Outcome:
+    """Super-resolve one series into the derivative dataset; never raises (see :class:`Outcome`)."""
+    started = time.monotonic()
+    with task_log(out_dir / "logs" / f"{job.name}.log"):
+        try:
+            out, model = upsample_job(job, out_dir, bids_dir, settings)
+        except InputError as exc:
+            log.error("%s failed: %s", job.name, exc)
+            return Outcome(job.name, "failed", str(exc), seconds=time.monotonic() - started)
+        except Exception as exc:  # a bug or a system error: reported, the other series go on
+            log.exception("%s failed", job.name)
+            message = f"{type(exc).__name__}: {exc}"
+            return Outcome(job.name, "failed", message, seconds=time.monotonic() - started)
+    status = "skipped" if model is None else "done"
+    return Outcome(job.name, status, output=str(out), model=model, seconds=time.monotonic() - started)
+
+
+def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> tuple[Path, str | None]:
+    """The output of ``job`` and the model that made it (None: it was there already)."""
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    img = load_image(job.dwi, "DWI", ndim=(4,))
+    grid = TargetGrid.over(img.shape, img.affine, scale=settings.scale, voxel_size=settings.voxel_size)
+    out = output_path(out_dir, job, grid.zooms)
+    sidecar = output_paths(out)[3]
+    done = all(p.exists() for p in output_paths(out)) and '"Resolution"' in sidecar.read_text()
+    if done and not settings.force:
+        log.info("%s: already done (%s); --force redoes it", job.name, out.name)
+        return out, None
+    model, with_t1 = choose_model(job, img, settings.model)
+    log.info("%s: %s with %s%s", job.name, job.dwi.name, model, f", T1w {job.t1.name}" if with_t1 else "")
+    result = upsample_dataset(
+        job.dwi,
+        out,
+        scale=settings.scale,
+        voxel_size=settings.voxel_size,
+        model=model,
+        t1=job.t1 if with_t1 else None,
+        mask=job.mask,
+        bval=job.bval,
+        bvec=job.bvec,
+        options=settings.options,
+        max_output_gb=settings.max_output_gb,
+        force=True,
+    )
+    complete_sidecar(sidecar, job, bids_dir, result.grid.zooms, result.grid.scales)
+    if settings.mrtrix:
+        write_mrtrix(out, load_dwi(find_dataset(out)).gtab, result.grid.affine)
+    return out, model
