@@ -98,6 +98,10 @@ def test_a_bids_run_writes_derivatives_reports_failures_and_skips_on_rerun(datas
         table = np.loadtxt(str(image).replace(".nii.gz", ".b"))
         np.testing.assert_allclose(table[:, 3], bvals)
     assert (out / "logs" / "sub-03.log").read_text().count("failed") >= 1
+    page = (out / "sub-02.html").read_text()  # the participant's report: both sessions, figures inside
+    assert page.count("<h2>") == 2 and page.count("data:image/png;base64,") >= 4 and "http" not in page
+    assert "T1w alignment" in (out / "sub-01.html").read_text() and "T1w alignment" not in page
+    assert "No series was written" in (out / "sub-03.html").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*_dwi.nii.gz")}
     again = run(dataset, out, "participant", "--scale", "2", "--participant-label", "01", "sub-02")
     assert again.exit_code == 0, again.output

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from csrdmri.cohort.derivatives import complete_sidecar, output_path, write_description, write_mrtrix
 from csrdmri.cohort.discover import Job, find_jobs
+from csrdmri.cohort.report import participant_report, series_section
 from csrdmri.cohort.run import run_jobs, task_log, threads_per_task
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
@@ -28,7 +29,7 @@ from csrdmri.dmri.preprocess import T1_OVERLAP_MIN, fov_fraction
 from csrdmri.inference.output import output_paths
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
-from csrdmri.io.nifti import load_dwi, load_image
+from csrdmri.io.nifti import atomic_path, load_dwi, load_image
 from csrdmri.weights import DEFAULT_MODEL
 from csrdmri.workflows.upsample import check_target, upsample_dataset
 
@@ -91,7 +92,10 @@ def run_bids(
     write_description(out_dir, bids_dir, command)
     settings = replace(settings, threads=threads_per_task(workers, scheduler))
     task = functools.partial(process, out_dir=out_dir, bids_dir=bids_dir, settings=settings)
-    return run_jobs(jobs, task, workers, scheduler)
+    outcomes = run_jobs(jobs, task, workers, scheduler)
+    for subject in sorted({job.subject for job in jobs}):
+        participant_report(out_dir, subject)
+    return outcomes
 
 
 def covering_t1(job: Job, img) -> bool:
@@ -142,6 +146,8 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
     done = all(p.exists() for p in output_paths(out)) and '"Resolution"' in sidecar.read_text()
     if done and not settings.force:
         log.info("%s: already done (%s); --force redoes it", job.name, out.name)
+        if not report_path(out, job).exists():
+            write_section(job, out)
         return out, None
     model, with_t1 = choose_model(job, img, settings.model)
     log.info("%s: %s with %s%s", job.name, job.dwi.name, model, f", T1w {job.t1.name}" if with_t1 else "")
@@ -162,4 +168,25 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
     complete_sidecar(sidecar, job, bids_dir, result.grid.zooms, result.grid.scales)
     if settings.mrtrix:
         write_mrtrix(out, load_dwi(find_dataset(out)).gtab, result.grid.affine)
+    write_section(job, out)
     return out, model
+
+
+def report_path(out: Path, job: Job) -> Path:
+    """Where the series' section of its participant's report goes (``.../figures/``)."""
+    return out.parent.parent / "figures" / f"{job.name}_report.html"
+
+
+def write_section(job: Job, out: Path) -> None:
+    """The series' section of the participant's report; a failure there is logged, the
+    output stays (it is complete without its figures)."""
+    try:
+        series = load_dwi(find_dataset(job.dwi, job.bval, job.bvec))
+        section = series_section(series, out, job.t1, job.mask)
+    except Exception:
+        log.exception("%s: the report's figures could not be made (the output is complete)", job.name)
+        return
+    path = report_path(out, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(section)
