@@ -73,7 +73,8 @@ def test_a_bids_run_writes_derivatives_reports_failures_and_skips_on_rerun(datas
     assert "3 done, 0 skipped, 1 failed of 4 series" in first.output
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "csrdmri"
-    assert "command: csrdmri" in description["GeneratedBy"][0]["Description"]  # (pytest's argv here)
+    assert "command: csrdmri" in description["GeneratedBy"][0]["Description"]
+    assert "logs/" in (out / ".bidsignore").read_text()  # (pytest's argv here)
     zooms = nib.load(dataset / "sub-01/dwi/sub-01_dwi.nii.gz").header.get_zooms()[:3]
     label = resolution_label([z / 2 for z in zooms])
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_dwi.nii.gz"))

@@ -43,9 +43,19 @@ def output_path(out_dir: Path, job: Job, zooms: Sequence[float]) -> Path:
     return folder / "dwi" / name
 
 
+#: What the BIDS validator should not read as data: logs, reports, MRtrix gradient files.
+BIDSIGNORE = "logs/\n*.html\nfigures/\n*.b\n"
+
+
 def write_description(out_dir: Path, bids_dir: Path, command: str) -> Path:
-    """``dataset_description.json`` of the derivative dataset (kept if it exists)."""
+    """``dataset_description.json`` of the derivative dataset, and its ``.bidsignore`` (both
+    kept if they exist)."""
     path = out_dir / "dataset_description.json"
+    ignore = out_dir / ".bidsignore"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not ignore.exists():
+        with atomic_path(ignore) as tmp:
+            tmp.write_text(BIDSIGNORE)
     if path.exists():
         return path
     description = {
@@ -61,7 +71,6 @@ def write_description(out_dir: Path, bids_dir: Path, command: str) -> Path:
         ],
         "SourceDatasets": [{"URL": Path(bids_dir).absolute().as_uri()}],
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(description, indent=2) + "\n")
     return path
