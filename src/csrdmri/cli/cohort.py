@@ -79,6 +79,14 @@ def bids(
             "on SLURM) to send the series to, instead of a local cluster."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads per series (default: with --workers, the cores shared out among "
+            "the workers; else torch's default). Runs with the same threads per series write "
+            "the same bytes."
+        ),
+    ] = None,
     mrtrix_grad: Annotated[
         bool, typer.Option("--mrtrix-grad", help="Also write MRtrix3's .b gradient file beside each output.")
     ] = False,
@@ -105,6 +113,7 @@ def bids(
         options=Options(device, precision, tile, chunk, margin, outside, consistency, safeguard),
         force=force,
         mrtrix=mrtrix_grad,
+        threads=threads,
     )
     outcomes = run_bids(
         bids_dir,

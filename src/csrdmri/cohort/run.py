@@ -81,8 +81,15 @@ def run_jobs(
             cluster.close()
 
 
-def threads_per_task(workers: int, scheduler: str | None) -> int | None:
-    """Torch threads per task on a local cluster (the cores shared out); None otherwise."""
+def threads_per_task(workers: int, scheduler: str | None, threads: int | None = None) -> int | None:
+    """Torch threads per task: ``threads`` when given, else on a local cluster the cores shared
+    out among the workers; None (torch's default) otherwise. Torch's sums depend on its number
+    of threads in the last bit, so two runs write the same bytes when their tasks have the same
+    number of threads."""
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be at least 1, got {threads}", "threads")
+        return threads
     if scheduler is not None or workers <= 1:
         return None
     return max(1, (os.cpu_count() or 1) // workers)

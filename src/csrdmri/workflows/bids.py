@@ -12,10 +12,11 @@ the others. A finished series (its image and completed sidecar exist) is skipped
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class Settings:
     force: bool = False
     mrtrix: bool = False
     max_output_gb: float = 64.0
-    threads: int | None = None  # torch threads per task (None: torch's default)
+    threads: int | None = None  # torch threads per task (None: cohort.run.threads_per_task decides)
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,26 @@ def run_bids(
         raise InputError("the output folder must not be the BIDS dataset itself (e.g. derivatives/csrdmri)")
     jobs = find_jobs(bids_dir, labels)
     write_description(out_dir, bids_dir, command)
-    settings = replace(settings, threads=threads_per_task(workers, scheduler))
+    settings = replace(settings, threads=threads_per_task(workers, scheduler, settings.threads))
     task = functools.partial(process, out_dir=out_dir, bids_dir=bids_dir, settings=settings)
     outcomes = run_jobs(jobs, task, workers, scheduler)
     for subject in sorted({job.subject for job in jobs}):
         participant_report(out_dir, subject)
     return outcomes
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch uses ``threads`` threads while the block runs (None: as it is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def covering_t1(job: Job, img) -> bool:
@@ -119,7 +134,7 @@ def choose_model(job: Job, img, requested: str) -> tuple[str, bool]:
 def process(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> Outcome:
     """Super-resolve one series into the derivative dataset; never raises (see :class:`Outcome`)."""
     started = time.monotonic()
-    with task_log(out_dir / "logs" / f"{job.name}.log"):
+    with task_log(out_dir / "logs" / f"{job.name}.log"), torch_threads(settings.threads):
         try:
             out, model = upsample_job(job, out_dir, bids_dir, settings)
         except InputError as exc:
@@ -135,10 +150,6 @@ def process(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> Outc
 
 def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> tuple[Path, str | None]:
     """The output of ``job`` and the model that made it (None: it was there already)."""
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
     img = load_image(job.dwi, "DWI", ndim=(4,))
     grid = TargetGrid.over(img.shape, img.affine, scale=settings.scale, voxel_size=settings.voxel_size)
     out = output_path(out_dir, job, grid.zooms)
