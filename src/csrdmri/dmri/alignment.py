@@ -20,8 +20,10 @@ import numpy as np
 
 #: Whole DWI voxels searched per axis, each way.
 REACH = 2
-#: A translation smaller than this fraction of a voxel on every axis is not applied.
-MIN_SHIFT = 0.5
+#: A translation smaller than this (mm) on every world axis is not applied. In mm, not voxels: the
+#: estimate is made on the input grid (coarse: 4 mm when a 2 mm scan is evaluated at 2×), but
+#: what matters is the output's resolution.
+MIN_TRANSLATION = 0.5
 
 
 def _correlation(t1: np.ndarray, b0: np.ndarray, mask: np.ndarray, shift) -> float:
@@ -56,6 +58,6 @@ def world_translation(affine: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return np.asarray(affine, float)[:3, :3] @ np.asarray(shift, float)
 
 
-def worth_applying(shift: np.ndarray) -> bool:
-    """Whether a shift (DWI voxels) is large enough to correct (``MIN_SHIFT``)."""
-    return bool(np.any(np.abs(shift) >= MIN_SHIFT))
+def worth_applying(translation: np.ndarray) -> bool:
+    """Whether a translation (mm) is large enough to correct (``MIN_TRANSLATION``)."""
+    return bool(np.any(np.abs(translation) >= MIN_TRANSLATION))

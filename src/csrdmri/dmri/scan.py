@@ -17,7 +17,7 @@ from dipy.core.gradients import GradientTable
 from scipy import ndimage
 
 from csrdmri.core.errors import about
-from csrdmri.dmri.alignment import estimate_shift, world_translation, worth_applying
+from csrdmri.dmri.alignment import MIN_TRANSLATION, estimate_shift, world_translation, worth_applying
 from csrdmri.dmri.preprocess import (
     DEFAULT_SHELL,
     b0_floor,
@@ -40,13 +40,16 @@ FOUND_MASK = "median_otsu on the mean b0"
 def aligned_t1(
     path: Source, series: DWISeries, brain: np.ndarray, b0: np.ndarray, t1_grid: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray]:
-    """The translation (mm, or None when under half a voxel) that aligns the T1w ``path`` (on
-    the DWI grid: ``t1_grid``) with the mean ``b0``, and the T1w on the DWI grid after it."""
+    """The translation (mm; None when under ``MIN_TRANSLATION`` on every axis) that aligns the
+    T1w ``path`` (on the DWI grid: ``t1_grid``) with the mean ``b0``, and the T1w on the DWI grid
+    after it."""
     shift = estimate_shift(t1_grid, b0, brain)
-    if not worth_applying(shift):
-        log.info("the T1w and the mean b0 agree to half a voxel (shift %s voxels)", shift.round(2).tolist())
-        return None, t1_grid
     translation = world_translation(series.affine, shift)
+    if not worth_applying(translation):
+        log.info(
+            "the T1w and the mean b0 agree to %.1f mm (%s mm)", MIN_TRANSLATION, translation.round(2).tolist()
+        )
+        return None, t1_grid
     log.warning(
         "the T1w lies %.1f mm off the mean b0 (shift %s mm, found by correlation): it is moved there",
         float(np.linalg.norm(translation)),
@@ -106,7 +109,7 @@ class PreparedScan:
         mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
         b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid — moved by
         ``t1_translation`` (mm) when given, else, with ``align_t1``, by the translation that
-        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from half a voxel).
+        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from 0.5 mm).
         Refuses a series without that shell or whose mean b0 is void in most of the brain, and
         a T1w that does not overlap the brain."""
         brain = series_mask(series, mask)
