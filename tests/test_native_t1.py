@@ -61,6 +61,12 @@ def test_tiles_with_the_native_t1_decode_what_the_untiled_model_decodes():
         latent = model.encode(torch.from_numpy(inputs)[None], torch.from_numpy(t1)[None, None])
         direct = model.decode(latent, coords, anatomy)[0].reshape(*shape, 28).numpy()
     np.testing.assert_allclose(whole, direct, atol=1e-5)
+    where = np.zeros(shape, bool)
+    where[5:20, 3:25, 7:16] = rng.random((15, 22, 9)) > 0.5  # a mask: slabs cropped to its voxels
+    masked = np.zeros_like(whole)
+    for box, selected, values in predict_tiles(model, inputs, t1, shape, where, tile=24, native=native):
+        masked[box][selected] = values
+    np.testing.assert_allclose(masked[where], whole[where], atol=1e-5)
     plain = np.zeros_like(whole)
     for box, selected, values in predict_tiles(model, inputs, t1, shape, tile=24):
         plain[box][selected] = values

@@ -224,10 +224,10 @@ def decode_tile(
         code = torch.stack([codes[0][slab][jj], codes[1][yy + y0], codes[2][zz]], dim=-1)
         anatomy = None
         if native is not None:
-            r2 = 2 * model.anatomy.radius
-            with autocast(device, precision):
-                maps = model.anatomy(native[..., slab.start : slab.stop + r2, y0 : y1 + r2, :])[0]
-            anatomy = maps.permute(1, 2, 3, 0)[jj, yy, zz]  # (n, F)
+            r2, z0, z1 = 2 * model.anatomy.radius, int(zz.min()), int(zz.max()) + 1
+            with autocast(device, precision):  # over the slab's rectangle of selected voxels only
+                maps = model.anatomy(native[..., slab.start : slab.stop + r2, y0 : y1 + r2, z0 : z1 + r2])[0]
+            anatomy = maps.permute(1, 2, 3, 0)[jj, yy, zz - z0]  # (n, F)
         for start in range(0, len(sampled), chunk):
             part_of = slice(start, start + chunk)
             extra = () if anatomy is None else (anatomy[part_of],)
