@@ -179,3 +179,19 @@ def test_qsiprep_derivatives_bring_their_brain_mask_and_preprocessed_t1w(tmp_pat
     zooms = nib.load(str(sidecar).replace(".json", ".nii.gz")).header.get_zooms()[:3]  # the grid's, ~1.5 mm
     assert sidecar.name == f"sub-01_space-T1w_res-{resolution_label(zooms)}_desc-csrdmri_dwi.json"
     assert json.loads(sidecar.read_text())["mask"].endswith("desc-brain_mask.nii.gz")
+
+
+def test_upsample_options_reach_every_series(dataset, tmp_path):
+    """New gradient directions (angular super-resolution) through the BIDS App, with its report."""
+    out = tmp_path / "out"
+    args = ["participant", "--participant-label", "01", "--scale", "2", "--model", "tricubic"]
+    result = run(dataset, out, *args, "--out-directions", "12", "--max-output-gb", "1")
+    assert result.exit_code == 0, result.output
+    (image,) = out.rglob("*_dwi.nii.gz")
+    bvals, _ = read_bvals_bvecs(
+        str(image).replace(".nii.gz", ".bval"), str(image).replace(".nii.gz", ".bvec")
+    )
+    assert nib.load(image).shape[3] == len(bvals) == 13 and (bvals > 0).sum() == 12
+    assert "FA" in (out / "sub-01.html").read_text()
+    too_large = run(dataset, tmp_path / "o2", *args, "--max-output-gb", "0.000001")
+    assert too_large.exit_code == 1 and "over the 1e-06 GB limit" in too_large.output

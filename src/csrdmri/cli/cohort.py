@@ -10,15 +10,20 @@ import typer
 
 from csrdmri.cli.app import app, parse_triplet, user_errors
 from csrdmri.cli.options import (
+    AdaptStepsOpt,
     ChunkOpt,
     ConsistencyOpt,
     DeviceOpt,
     MarginOpt,
+    MaxOutputOpt,
     ModelOpt,
+    OutBvecsOpt,
+    OutDirectionsOpt,
     OutsideOpt,
     PrecisionOpt,
     SafeguardOpt,
     ScaleOpt,
+    SeedOpt,
     TileOpt,
     VoxelSizeOpt,
 )
@@ -65,6 +70,11 @@ def bids(
     outside: OutsideOpt = "tricubic",
     consistency: ConsistencyOpt = "off",
     safeguard: SafeguardOpt = "auto",
+    adapt_steps: AdaptStepsOpt = 0,
+    seed: SeedOpt = 0,
+    max_output_gb: MaxOutputOpt = 64.0,
+    out_bvecs: OutBvecsOpt = None,
+    out_directions: OutDirectionsOpt = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -104,6 +114,7 @@ def bids(
     """
     from csrdmri.inference.upsampler import Options
     from csrdmri.workflows.bids import Settings, run_bids
+    from csrdmri.workflows.upsample import requested_directions
 
     labels = participant_label_values(participant_label, ctx.args)
     settings = Settings(
@@ -113,7 +124,11 @@ def bids(
         options=Options(device, precision, tile, chunk, margin, outside, consistency, safeguard),
         force=force,
         mrtrix=mrtrix_grad,
+        max_output_gb=max_output_gb,
         threads=threads,
+        adapt_steps=adapt_steps,
+        seed=seed,
+        out_directions=requested_directions(out_bvecs, out_directions),
     )
     outcomes = run_bids(
         bids_dir,

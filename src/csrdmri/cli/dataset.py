@@ -10,15 +10,20 @@ import typer
 
 from csrdmri.cli.app import BvalOpt, BvecOpt, InputArg, app, parse_triplet, user_errors
 from csrdmri.cli.options import (
+    AdaptStepsOpt,
     ChunkOpt,
     ConsistencyOpt,
     DeviceOpt,
     MarginOpt,
+    MaxOutputOpt,
     ModelOpt,
+    OutBvecsOpt,
+    OutDirectionsOpt,
     OutsideOpt,
     PrecisionOpt,
     SafeguardOpt,
     ScaleOpt,
+    SeedOpt,
     TileOpt,
     VoxelSizeOpt,
 )
@@ -74,36 +79,12 @@ def upsample(
     outside: OutsideOpt = "tricubic",
     consistency: ConsistencyOpt = "off",
     safeguard: SafeguardOpt = "auto",
-    adapt_steps: Annotated[
-        int,
-        typer.Option(
-            help="Fine-tune a copy of the model on this scan for N steps first (self-supervised: "
-            "its own patches degraded by the scale; about half a second per step on 2 CPU cores). "
-            "0: off (the default: on two real scans it has not helped yet, docs/results.md)."
-        ),
-    ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of --adapt-steps (same seed, same output).")] = 0,
-    max_output_gb: Annotated[
-        float,
-        typer.Option(
-            help="Largest output image allowed, GB of float32 (a guard against typos such as "
-            "--scale 20); the same space is needed on disk beside --out while it is computed."
-        ),
-    ] = 64.0,
+    adapt_steps: AdaptStepsOpt = 0,
+    seed: SeedOpt = 0,
+    max_output_gb: MaxOutputOpt = 64.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
-    out_bvecs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Angular super-resolution: write these gradient directions (an FSL .bvec file, "
-            "3 rows or 3 columns) for every shell of at least 6 directions, instead of the "
-            "acquired ones (b0s and smaller shells kept); the .bval/.bvec written say which. "
-            "Tricubic or csr-qspace.",
-        ),
-    ] = None,
-    out_directions: Annotated[
-        int | None,
-        typer.Option(help="Like --out-bvecs, with this many directions spread evenly on the sphere."),
-    ] = None,
+    out_bvecs: OutBvecsOpt = None,
+    out_directions: OutDirectionsOpt = None,
 ) -> None:
     """Super-resolve every volume of a DWI series to a new scale or voxel size (field of view kept).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -50,4 +51,33 @@ SafeguardOpt = Annotated[
         "2/scale³ more time. 'auto' (on with the joint "
         "q-space model, off for per-volume models), 'on' or 'off'."
     ),
+]
+AdaptStepsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Fine-tune a copy of the model on this scan for N steps first (self-supervised: "
+        "its own patches degraded by the scale; about half a second per step on 2 CPU cores). "
+        "0: off (the default: on two real scans it has not helped yet, docs/results.md)."
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of --adapt-steps (same seed, same output).")]
+MaxOutputOpt = Annotated[
+    float,
+    typer.Option(
+        help="Largest output image allowed, GB of float32 (a guard against typos such as "
+        "--scale 20); the same space is needed on disk beside --out while it is computed."
+    ),
+]
+OutBvecsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Angular super-resolution: write these gradient directions (an FSL .bvec file, "
+        "3 rows or 3 columns) for every shell of at least 6 directions, instead of the "
+        "acquired ones (b0s and smaller shells kept); the .bval/.bvec written say which. "
+        "Tricubic or csr-qspace.",
+    ),
+]
+OutDirectionsOpt = Annotated[
+    int | None,
+    typer.Option(help="Like --out-bvecs, with this many directions spread evenly on the sphere."),
 ]

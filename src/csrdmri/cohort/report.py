@@ -26,7 +26,7 @@ from csrdmri.core.resample import resample
 from csrdmri.dmri.alignment import estimate_shift, world_translation
 from csrdmri.dmri.dti import tensor_maps
 from csrdmri.dmri.scan import PreparedScan
-from csrdmri.io.nifti import DWISeries, atomic_path
+from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, load_gradients
 
 PLANES = ("axial", "coronal", "sagittal")
 AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -85,15 +85,16 @@ def comparison_figure(series: DWISeries, out: nib.Nifti1Image, volumes: dict[str
     return _png(fig)
 
 
-def fa_figure(series: DWISeries, out: nib.Nifti1Image, gtab, mask: np.ndarray) -> str:
-    """FA (DIPY's tensor fit) through the middle axial plane, input grid and output grid."""
+def fa_figure(series: DWISeries, out: nib.Nifti1Image, out_gtab, mask: np.ndarray) -> str:
+    """FA (DIPY's tensor fit) through the middle axial plane, input grid and output grid (with
+    its own gradient table ``out_gtab``: new directions may have been written)."""
     k_in, k_out = series.shape[2] // 2, out.shape[2] // 2
     out_mask = (
         resample(mask.astype(np.float32), out.shape[:3], order=0, box=_box(out.shape, "axial", k_out)) > 0.5
     )
     maps = [
-        tensor_maps(series.data[:, :, k_in : k_in + 1], gtab, mask[:, :, k_in : k_in + 1]).fa,
-        tensor_maps(np.asarray(out.dataobj[:, :, k_out : k_out + 1], np.float32), gtab, out_mask).fa,
+        tensor_maps(series.data[:, :, k_in : k_in + 1], series.gtab, mask[:, :, k_in : k_in + 1]).fa,
+        tensor_maps(np.asarray(out.dataobj[:, :, k_out : k_out + 1], np.float32), out_gtab, out_mask).fa,
     ]
     fig, axes = _figure(1, 2, (9, 4.5))
     for ax, fa, title in zip(axes[0], maps, ("FA, input grid", "FA, csrdmri output"), strict=True):
@@ -131,17 +132,22 @@ def series_section(series: DWISeries, out_path: Path, t1: Path | None, mask: Pat
     out = nib.load(out_path)
     sidecar = json.loads(out_path.with_name(out_path.name.replace(".nii.gz", ".json")).read_text())
     scan = PreparedScan.prepare(series, mask=mask, t1=t1, shell=None)
-    b0 = int(np.flatnonzero(series.gtab.b0s_mask)[0])
-    dwi = int(np.flatnonzero(~series.gtab.b0s_mask)[0])
+    bval, bvec = gradient_paths(out_path)
+    out_gtab = load_gradients(bval, bvec, out.shape[3])
+    b0 = int(np.flatnonzero(series.gtab.b0s_mask)[0])  # the volumes kept in place (b0s: always)
+    shown = {"b0": b0}
+    if sidecar.get("directions") == "acquired":
+        dwi = int(np.flatnonzero(~series.gtab.b0s_mask)[0])
+        shown[f"DWI (b = {series.gtab.bvals[dwi]:g})"] = dwi
     parts = [
         f"<h2>{html.escape(out_path.name)}</h2>",
         f"<p>Input {html.escape(str(series.paths.dwi))}, "
         f"model <b>{html.escape(str(sidecar.get('model')))}</b>, "
         f"voxel {sidecar.get('input_voxel_size_mm')} → {sidecar.get('voxel_size_mm')} mm.</p>",
         "<h3>Input, cubic interpolation and csrdmri</h3>",
-        comparison_figure(series, out, {"b0": b0, f"DWI (b = {series.gtab.bvals[dwi]:g})": dwi}),
+        comparison_figure(series, out, shown),
         "<h3>FA</h3>",
-        fa_figure(series, out, series.gtab, scan.mask),
+        fa_figure(series, out, out_gtab, scan.mask),
     ]
     if scan.t1 is not None:
         parts += ["<h3>T1w alignment</h3>", alignment_figure(scan)]

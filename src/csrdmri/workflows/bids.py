@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from csrdmri.cohort.derivatives import complete_sidecar, output_path, write_description, write_mrtrix
 from csrdmri.cohort.discover import Job, find_jobs
 from csrdmri.cohort.report import participant_report, series_section
@@ -52,6 +54,9 @@ class Settings:
     mrtrix: bool = False
     max_output_gb: float = 64.0
     threads: int | None = None  # torch threads per task (None: cohort.run.threads_per_task decides)
+    adapt_steps: int = 0
+    seed: int = 0
+    out_directions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,11 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
         bval=job.bval,
         bvec=job.bvec,
         options=settings.options,
+        adapt_steps=settings.adapt_steps,
+        seed=settings.seed,
         max_output_gb=settings.max_output_gb,
         force=True,
+        out_directions=settings.out_directions,
     )
     complete_sidecar(sidecar, job, bids_dir, result.grid.zooms, result.grid.scales)
     if settings.mrtrix:
