@@ -20,10 +20,12 @@ import numpy as np
 
 #: Whole DWI voxels searched per axis, each way.
 REACH = 2
-#: A translation smaller than this (mm) on every world axis is not applied. In mm, not voxels: the
-#: estimate is made on the input grid (coarse: 4 mm when a 2 mm scan is evaluated at 2×), but
-#: what matters is the output's resolution.
-MIN_TRANSLATION = 0.5
+#: A translation smaller than this (mm) on every world axis is not applied: the estimate's own
+#: error. On a phantom whose T1w and DWIs are aligned by construction it finds 0.3 mm on the
+#: 1.25 mm grid and up to 0.7 mm on the 2.5 mm grid (the two contrasts' edges do not mirror each
+#: other exactly). In mm, not voxels: the estimate is made on the input grid (4 mm when a 2 mm
+#: scan is evaluated at 2×), but what matters is the output's resolution.
+MIN_TRANSLATION = 1.0
 
 
 def _correlation(t1: np.ndarray, b0: np.ndarray, mask: np.ndarray, shift) -> float:

@@ -109,7 +109,7 @@ class PreparedScan:
         mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
         b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid — moved by
         ``t1_translation`` (mm) when given, else, with ``align_t1``, by the translation that
-        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from 0.5 mm).
+        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from 1 mm).
         Refuses a series without that shell or whose mean b0 is void in most of the brain, and
         a T1w that does not overlap the brain."""
         brain = series_mask(series, mask)
