@@ -24,6 +24,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from csrdmri.core.grid import per_axis
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
@@ -45,13 +46,6 @@ def load_model(name: str = DEFAULT_MODEL, adapt_steps: int = 0, seed: int = 0) -
     """A method to give :func:`upsample` (loaded once, reused for many series): ``"tricubic"``,
     a shipped model's name (``csrdmri models`` lists them), a checkpoint or a run folder."""
     return Upsampler.load(name, adapt_steps, seed)
-
-
-def _per_axis(value: float | Sequence[float] | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    values = tuple(float(v) for v in np.atleast_1d(value))
-    return values * 3 if len(values) == 1 else values
 
 
 def upsample(
@@ -95,7 +89,8 @@ def upsample(
     bvals, bvecs : ndarray, shapes (V',) and (V', 3)
         Its gradient table (the input's, or the new directions').
     """
-    scale, voxel_size = _per_axis(scale), _per_axis(voxel_size)
+    scale = None if scale is None else per_axis(scale, "scale")
+    voxel_size = None if voxel_size is None else per_axis(voxel_size, "voxel size")
     check_target(scale, voxel_size)
     up = model if isinstance(model, Upsampler) else load_model(model)
     check_model(up, directions, t1 is not None)

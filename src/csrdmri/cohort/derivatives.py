@@ -18,7 +18,7 @@ import numpy as np
 from dipy.core.gradients import GradientTable
 
 from csrdmri import __version__
-from csrdmri.cohort.discover import Job
+from csrdmri.cohort.discover import Job, entity_prefix
 from csrdmri.io.nifti import atomic_path
 
 BIDS_VERSION = "1.9.0"
@@ -33,8 +33,7 @@ def resolution_label(zooms: Sequence[float]) -> str:
 
 def output_path(out_dir: Path, job: Job, zooms: Sequence[float]) -> Path:
     """Where ``job``'s super-resolved series goes in the derivative dataset ``out_dir``."""
-    entities = {k: v for k, v in job.entities.items() if k != "space"}
-    prefix = Job(job.dwi, job.bval, job.bvec, entities=entities).name
+    prefix = entity_prefix({k: v for k, v in job.entities.items() if k != "space"})
     space = job.entities.get("space", "dwi")
     folder = out_dir / f"sub-{job.subject}"
     if "session" in job.entities:

@@ -48,7 +48,12 @@ class Job:
     @property
     def name(self) -> str:
         """The series' entities as a file name prefix, e.g. ``sub-01_ses-a_run-1``."""
-        return "_".join(f"{SHORT[k]}-{self.entities[k]}" for k in KEPT_ENTITIES if k in self.entities)
+        return entity_prefix(self.entities)
+
+
+def entity_prefix(entities: dict) -> str:
+    """``entities`` (of ``KEPT_ENTITIES``) as a file name prefix, in BIDS order."""
+    return "_".join(f"{SHORT[k]}-{entities[k]}" for k in KEPT_ENTITIES if k in entities)
 
 
 def participant_labels(labels: list[str] | None) -> list[str] | None:

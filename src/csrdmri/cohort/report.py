@@ -52,7 +52,8 @@ def _plane(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
     return np.rot90(np.take(volume, index, axis=AXIS[plane]))
 
 
-def _box(shape, plane: str, index: int):
+def _box(plane: str, index: int):
+    """The output grid's block of one plane (``index`` along ``plane``'s axis)."""
     return tuple(slice(index, index + 1) if a == AXIS[plane] else slice(None) for a in range(3))
 
 
@@ -63,7 +64,7 @@ def comparison_figure(series: DWISeries, out: nib.Nifti1Image, volumes: dict[str
     fig, axes = _figure(len(rows), 4, (13, 3.1 * len(rows)))
     for row, (name, v, plane) in zip(axes, rows, strict=True):
         k_in, k_out = series.shape[AXIS[plane]] // 2, shape[AXIS[plane]] // 2
-        box = _box(shape, plane, k_out)
+        box = _box(plane, k_out)
         cubic = resample(series.data[..., v], shape, box=box)
         written = np.asarray(out.dataobj[(*box, v)], dtype=np.float32)
         images = [
@@ -89,9 +90,7 @@ def fa_figure(series: DWISeries, out: nib.Nifti1Image, out_gtab, mask: np.ndarra
     """FA (DIPY's tensor fit) through the middle axial plane, input grid and output grid (with
     its own gradient table ``out_gtab``: new directions may have been written)."""
     k_in, k_out = series.shape[2] // 2, out.shape[2] // 2
-    out_mask = (
-        resample(mask.astype(np.float32), out.shape[:3], order=0, box=_box(out.shape, "axial", k_out)) > 0.5
-    )
+    out_mask = resample(mask.astype(np.float32), out.shape[:3], order=0, box=_box("axial", k_out)) > 0.5
     maps = [
         tensor_maps(series.data[:, :, k_in : k_in + 1], series.gtab, mask[:, :, k_in : k_in + 1]).fa,
         tensor_maps(np.asarray(out.dataobj[:, :, k_out : k_out + 1], np.float32), out_gtab, out_mask).fa,

@@ -35,7 +35,8 @@ from csrdmri.core.errors import InputError
 Shape3 = tuple[int, int, int]
 
 
-def _per_axis(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
+def per_axis(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
+    """One positive number or three (per axis) as three floats; ``name`` in the refusal."""
     values = [float(v) for v in np.atleast_1d(value)]
     if len(values) == 1:
         values = values * 3
@@ -131,7 +132,7 @@ def grid_sample_order(coords):
 
 def shape_for_scale(shape: Sequence[int], scale: float | Sequence[float]) -> Shape3:
     """Destination shape ``round(n * s)`` per axis (half rounded up) for a scale factor."""
-    scales = _per_axis(scale, "scale")
+    scales = per_axis(scale, "scale")
     out = tuple(_round_half_up(n * s) for n, s in zip(shape[:3], scales, strict=True))
     if min(out) < 1:
         raise InputError(f"scale {scales} leaves an empty grid for shape {tuple(shape[:3])}")
@@ -142,7 +143,7 @@ def shape_for_voxel_size(
     shape: Sequence[int], zooms: Sequence[float], voxel_size: float | Sequence[float]
 ) -> Shape3:
     """Destination shape ``round(n * voxel / target)`` per axis for a target voxel size in mm."""
-    targets = _per_axis(voxel_size, "voxel size")
+    targets = per_axis(voxel_size, "voxel size")
     scales = [z / t for z, t in zip(zooms[:3], targets, strict=True)]
     return shape_for_scale(shape, scales)
 

@@ -32,7 +32,7 @@ from csrdmri.dmri.preprocess import T1_OVERLAP_MIN, fov_fraction
 from csrdmri.inference.output import output_paths
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
-from csrdmri.io.nifti import atomic_path, load_dwi, load_image
+from csrdmri.io.nifti import atomic_path, gradient_paths, load_dwi, load_gradients, load_image
 from csrdmri.weights import DEFAULT_MODEL
 from csrdmri.workflows.upsample import check_target, upsample_dataset
 
@@ -186,7 +186,8 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
     )
     complete_sidecar(sidecar, job, bids_dir, result.grid.zooms, result.grid.scales)
     if settings.mrtrix:
-        write_mrtrix(out, load_dwi(find_dataset(out)).gtab, result.grid.affine)
+        written = load_gradients(*gradient_paths(out), result.volumes)  # the b-table only, no voxel
+        write_mrtrix(out, written, result.grid.affine)
     write_section(job, out)
     return out, model
 
