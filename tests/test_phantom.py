@@ -123,7 +123,17 @@ def test_cli_phantom_and_its_errors(tmp_path):
     assert result.exit_code == 2 and "at least 1 subject" in result.stderr
     result = runner.invoke(app, ["phantom", "--out", str(tmp_path / "c"), "--directions", "3"])
     assert result.exit_code == 2 and "at least 6 directions" in result.stderr
+    result = runner.invoke(app, ["phantom", "--out", str(tmp_path / "c"), "--texture-sd", "-1"])
+    assert result.exit_code == 2 and "texture_sd must be a non-negative number" in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_cli_phantom_without_texture(tmp_path):
+    out = tmp_path / "c"
+    small = ["--subjects", "1", "--voxel-size", "6", "--directions", "6", "--b0s", "1"]
+    result = CliRunner().invoke(app, ["phantom", "--out", str(out), *small, "--texture-sd", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "cohort.json").read_text())["parameters"]["texture_sd"] == 0.0
 
 
 def test_vectorised_signal_equals_dipy_multi_tensor():

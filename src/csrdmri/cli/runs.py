@@ -47,6 +47,13 @@ def phantom(
     crossing: Annotated[
         bool, typer.Option(help="Second fibre population where orientation is ambiguous.")
     ] = True,
+    texture_sd: Annotated[
+        float,
+        typer.Option(
+            help="S.d. (log scale) of the fine white/grey-matter diffusivity heterogeneity, shared "
+            "with the T1w; 0 for tissue boundaries only (stronger than physiology at 0.5: docs/results.md)."
+        ),
+    ] = 0.5,
 ) -> None:
     """Generate a synthetic HCP-like cohort from the MNI152 templates (HCP layout + cohort.json).
 
@@ -59,7 +66,13 @@ def phantom(
     values = parse_list(bvalue, "--bvalue")
     bvalues = values[0] if len(values) == 1 else tuple(values)
     params = PhantomParams(
-        voxel_size=voxel_size, n_dirs=directions, n_b0=b0s, bvalue=bvalues, snr=snr, crossing=crossing
+        voxel_size=voxel_size,
+        n_dirs=directions,
+        n_b0=b0s,
+        bvalue=bvalues,
+        snr=snr,
+        crossing=crossing,
+        texture_sd=texture_sd,
     )
     with tqdm(total=subjects, desc="phantom subjects", unit="subject", disable=None) as bar:
         cohort = generate_cohort(out, subjects, seed, params, progress=lambda _: bar.update())

@@ -23,8 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
 from csrdmri.core.resample import resample
-from csrdmri.dmri.alignment import estimate_shift, world_translation
+from csrdmri.dmri.alignment import MIN_DISPLACEMENT, register_t1, summary
 from csrdmri.dmri.dti import tensor_maps
+from csrdmri.dmri.preprocess import load_t1
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, load_gradients
 
@@ -103,10 +104,23 @@ def fa_figure(series: DWISeries, out: nib.Nifti1Image, out_gtab, mask: np.ndarra
     return _png(fig)
 
 
-def alignment_figure(scan: PreparedScan) -> str:
-    """The T1w on the DWI grid beside the mean b0, and the translation that would align them."""
-    shift = estimate_shift(scan.t1, scan.b0, scan.mask)
-    mm = world_translation(scan.series.affine, shift)
+def alignment_figure(scan: PreparedScan, sidecar: dict) -> str:
+    """The T1w on the DWI grid (as the model read it) beside the mean b0, and the rigid transform
+    that registers them: the one the model applied (the sidecar's ``t1w_transform``, None when
+    under ``MIN_DISPLACEMENT``) or, for a model that reads the T1w as given, the one registration
+    finds now."""
+    affine, mask = scan.series.affine, scan.mask
+    registration = "rigid registration to the mean b0"
+    if "t1w_transform" not in sidecar:
+        found = register_t1(load_t1(scan.t1_source), scan.b0, affine)
+        verdict = (
+            f"{registration} would move it by {summary(found, affine, mask)}; this model reads it as given."
+        )
+    elif sidecar["t1w_transform"] is None:
+        verdict = f"{registration} found them aligned to {MIN_DISPLACEMENT} mm: the model read it as given."
+    else:
+        found = np.asarray(sidecar["t1w_transform"], float)
+        verdict = f"the model read the T1w moved by {registration}: {summary(found, affine, mask)}."
     correlation = float(np.corrcoef(scan.t1[scan.mask], scan.b0[scan.mask])[0, 1])
     k = scan.series.shape[2] // 2
     fig, grid = _figure(1, 2, (9, 4.5))
@@ -120,8 +134,7 @@ def alignment_figure(scan: PreparedScan) -> str:
         ax.axis("off")
     text = (
         f"<p>T1w–b0 correlation in the brain {correlation:.2f} (aligned anatomy: clearly negative); "
-        f"the translation that would align them best: {np.round(mm, 1).tolist()} mm "
-        f"(|{np.linalg.norm(mm):.1f}| mm).</p>"
+        f"{html.escape(verdict)}</p>"
     )
     return text + _png(fig)
 
@@ -130,7 +143,10 @@ def series_section(series: DWISeries, out_path: Path, t1: Path | None, mask: Pat
     """The HTML section of one written series (module docstring)."""
     out = nib.load(out_path)
     sidecar = json.loads(out_path.with_name(out_path.name.replace(".nii.gz", ".json")).read_text())
-    scan = PreparedScan.prepare(series, mask=mask, t1=t1, shell=None)
+    moved = sidecar.get("t1w_transform")
+    scan = PreparedScan.prepare(
+        series, mask=mask, t1=t1, shell=None, t1_transform=None if moved is None else np.asarray(moved)
+    )
     bval, bvec = gradient_paths(out_path)
     out_gtab = load_gradients(bval, bvec, out.shape[3])
     b0 = int(np.flatnonzero(series.gtab.b0s_mask)[0])  # the volumes kept in place (b0s: always)
@@ -149,7 +165,7 @@ def series_section(series: DWISeries, out_path: Path, t1: Path | None, mask: Pat
         fa_figure(series, out, out_gtab, scan.mask),
     ]
     if scan.t1 is not None:
-        parts += ["<h3>T1w alignment</h3>", alignment_figure(scan)]
+        parts += ["<h3>T1w alignment</h3>", alignment_figure(scan, sidecar)]
     parts += [
         "<h3>Sidecar (command and provenance)</h3>",
         f"<pre>{html.escape(json.dumps(sidecar, indent=2))}</pre>",

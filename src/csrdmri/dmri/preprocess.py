@@ -200,26 +200,24 @@ def normalise_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.maximum((t1 - lo) / (hi - lo), 0.0).astype(np.float32)
 
 
-def load_t1(path: Source, translation: np.ndarray | None = None) -> nib.Nifti1Image:
-    """The T1w image, its content moved by ``translation`` (3,) mm in world coordinates when given
-    (:mod:`csrdmri.dmri.alignment`)."""
+def load_t1(path: Source, transform: np.ndarray | None = None) -> nib.Nifti1Image:
+    """The T1w image, moved by the rigid world ``transform`` (4, 4) when given: its affine becomes
+    ``transform @ affine`` (:mod:`csrdmri.dmri.alignment`)."""
     img = load_image(path, "T1w")
-    if translation is None:
+    if transform is None:
         return img
-    affine = img.affine.copy()
-    affine[:3, 3] += translation
-    return nib.Nifti1Image(read_voxels(img, describe(path, "T1w"), "T1w"), affine)
+    return nib.Nifti1Image(read_voxels(img, describe(path, "T1w"), "T1w"), np.asarray(transform) @ img.affine)
 
 
 def t1_on_dwi_grid(
-    path: Source, series: DWISeries, mask: np.ndarray, translation: np.ndarray | None = None
+    path: Source, series: DWISeries, mask: np.ndarray, transform: np.ndarray | None = None
 ) -> np.ndarray:
-    """The T1w (moved by ``translation`` mm, see :func:`load_t1`) resampled onto the DWI grid by
+    """The T1w (moved by ``transform``, see :func:`load_t1`) resampled onto the DWI grid by
     the affines, and normalised inside ``mask``.
 
     Refused when less than ``T1_OVERLAP_MIN`` of the brain lies inside the T1w field of view.
     """
-    img = load_t1(path, translation)
+    img = load_t1(path, transform)
     covered = fov_fraction(img, series.affine, series.shape, mask)
     if covered < T1_OVERLAP_MIN:
         raise InputError(
@@ -236,10 +234,10 @@ def t1_on_grid(
     affine: np.ndarray,
     shape: tuple[int, ...],
     mask: np.ndarray,
-    translation: np.ndarray | None = None,
+    transform: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The T1w (moved by ``translation`` mm) resampled onto any grid (``affine``, ``shape``) by
-    the affines — anti-aliased when the grid is coarser, so at an output grid finer than the
+    """The T1w (moved by ``transform``, see :func:`load_t1`) resampled onto any grid (``affine``,
+    ``shape``) by the affines — anti-aliased when the grid is coarser, so at an output grid finer than the
     DWIs it keeps the T1w's own detail — and normalised inside ``mask`` (bool, ``shape``).
     float32, shape ``shape``."""
-    return normalise_t1(resample_image(load_t1(path, translation), affine, shape), mask)
+    return normalise_t1(resample_image(load_t1(path, transform), affine, shape), mask)

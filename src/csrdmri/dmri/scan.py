@@ -17,11 +17,12 @@ from dipy.core.gradients import GradientTable
 from scipy import ndimage
 
 from csrdmri.core.errors import about
-from csrdmri.dmri.alignment import MIN_TRANSLATION, estimate_shift, world_translation, worth_applying
+from csrdmri.dmri.alignment import alignment
 from csrdmri.dmri.preprocess import (
     DEFAULT_SHELL,
     b0_floor,
     b0_reciprocal,
+    load_t1,
     mean_b0,
     series_mask,
     shell_indices,
@@ -35,27 +36,6 @@ log = logging.getLogger(__name__)
 
 #: What the sidecar says of a mask found from the data rather than read from a file.
 FOUND_MASK = "median_otsu on the mean b0"
-
-
-def aligned_t1(
-    path: Source, series: DWISeries, brain: np.ndarray, b0: np.ndarray, t1_grid: np.ndarray
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """The translation (mm; None when under ``MIN_TRANSLATION`` on every axis) that aligns the
-    T1w ``path`` (on the DWI grid: ``t1_grid``) with the mean ``b0``, and the T1w on the DWI grid
-    after it."""
-    shift = estimate_shift(t1_grid, b0, brain)
-    translation = world_translation(series.affine, shift)
-    if not worth_applying(translation):
-        log.info(
-            "the T1w and the mean b0 agree to %.1f mm (%s mm)", MIN_TRANSLATION, translation.round(2).tolist()
-        )
-        return None, t1_grid
-    log.warning(
-        "the T1w lies %.1f mm off the mean b0 (shift %s mm, found by correlation): it is moved there",
-        float(np.linalg.norm(translation)),
-        translation.round(1).tolist(),
-    )
-    return translation, t1_on_dwi_grid(path, series, brain, translation)
 
 
 @dataclass
@@ -82,8 +62,8 @@ class PreparedScan:
         resolution.
     provenance : dict
         Where the mask and the T1w came from (``"mask"``, ``"t1w"``) and, with ``align_t1``, the
-        translation applied to the T1w (``"t1w_translation_mm"``, 3 floats or None), for
-        sidecars and reports.
+        rigid world transform applied to the T1w (``"t1w_transform"``, 4×4 nested lists, or None),
+        for sidecars and reports.
     """
 
     series: DWISeries
@@ -103,37 +83,39 @@ class PreparedScan:
         t1: Source | None = None,
         shell: float | None = DEFAULT_SHELL,
         align_t1: bool = False,
-        t1_translation: np.ndarray | None = None,
+        t1_transform: np.ndarray | None = None,
     ) -> PreparedScan:
         """Prepare ``series``: brain mask (file ``mask``, else the dataset's, else found from the
         mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
         b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid — moved by
-        ``t1_translation`` (mm) when given, else, with ``align_t1``, by the translation that
-        aligns it with the mean b0 (:mod:`csrdmri.dmri.alignment`; applied from 1 mm).
+        ``t1_transform`` (4, 4) when given, else, with ``align_t1``, by the rigid transform that
+        registers it to the mean b0 (:mod:`csrdmri.dmri.alignment`).
         Refuses a series without that shell or whose mean b0 is void in most of the brain, and
-        a T1w that does not overlap the brain."""
+        a T1w that does not overlap the brain or cannot be aligned with it."""
         brain = series_mask(series, mask)
         with about(series.paths.dwi):
             weighted = np.flatnonzero(~series.gtab.b0s_mask)
             indices = shell_indices(series.gtab, shell) if shell is not None else weighted
             b0 = mean_b0(series)
             floor = b0_floor(b0, brain)
-        t1_grid = t1_on_dwi_grid(t1, series, brain, t1_translation) if t1 is not None else None
-        if t1_grid is not None and align_t1 and t1_translation is None:
-            t1_translation, t1_grid = aligned_t1(t1, series, brain, b0, t1_grid)
+        t1_grid = t1_on_dwi_grid(t1, series, brain, t1_transform) if t1 is not None else None
+        if t1_grid is not None and align_t1 and t1_transform is None:
+            t1_transform = alignment(load_t1(t1), b0, series.affine, brain, describe(t1, "T1w"))
+            if t1_transform is not None:
+                t1_grid = t1_on_dwi_grid(t1, series, brain, t1_transform)
         mask_path = mask if mask is not None else series.paths.mask
         provenance = {
             "mask": describe(mask_path, "mask") if mask_path is not None else FOUND_MASK,
             "t1w": describe(t1, "T1w") if t1 is not None else None,
         }
-        if align_t1 or t1_translation is not None:
-            provenance["t1w_translation_mm"] = None if t1_translation is None else t1_translation.tolist()
+        if align_t1 or t1_transform is not None:
+            provenance["t1w_transform"] = None if t1_transform is None else t1_transform.tolist()
         return cls(series, brain, b0, floor, indices, t1_grid, provenance, t1)
 
     @property
-    def t1_translation(self) -> np.ndarray | None:
-        """The translation (3,) mm applied to the T1w, or None."""
-        moved = self.provenance.get("t1w_translation_mm")
+    def t1_transform(self) -> np.ndarray | None:
+        """The rigid world transform (4, 4) applied to the T1w, or None."""
+        moved = self.provenance.get("t1w_transform")
         return None if moved is None else np.asarray(moved, float)
 
     @property

@@ -56,7 +56,7 @@ def native_t1(model: torch.nn.Module, scan: PreparedScan, grid: TargetGrid) -> n
         return None
     brain = resample(scan.mask.astype(np.float32), grid.shape, order=0) > 0.5
     log.info("the T1w is read at the output resolution too")
-    return t1_on_grid(path, grid.affine, grid.shape, brain, scan.t1_translation)
+    return t1_on_grid(path, grid.affine, grid.shape, brain, scan.t1_transform)
 
 
 def correct_shells(

@@ -149,7 +149,7 @@ def write_result(
             checkpoint=str(up.checkpoint),
             model_config=up.meta.get("model"),
             t1w=scan.provenance["t1w"] if up.reads_t1 else None,
-            t1w_translation_mm=scan.provenance.get("t1w_translation_mm"),
+            t1w_transform=scan.provenance.get("t1w_transform"),
             model_volumes=sorted(int(v) for _, outputs in plan.shells.values() for v in outputs)
             if up.joint
             else scan.shell.tolist(),

@@ -82,7 +82,7 @@ def check_weights(
 
     coarse, back = degrade_series(series, grid.scales, degradation)
     t1 = scan.t1_source if up.reads_t1 else None
-    coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None, t1_translation=scan.t1_translation)
+    coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None, t1_transform=scan.t1_transform)
     shells = OutputPlan.build(series.gtab).shells
     volumes = sorted(int(v) for inputs, _ in shells.values() for v in inputs)
     runs = {}
