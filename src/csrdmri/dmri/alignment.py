@@ -28,11 +28,11 @@ from csrdmri.core.errors import InputError
 log = logging.getLogger(__name__)
 
 #: A correction moving no brain point by this much (mm) is not applied: below what the models
-#: can see at any output resolution they are used at, and 5× the registration's error.
+#: can see at any output resolution they are used at, and over twice the registration's error.
 MIN_DISPLACEMENT = 0.5
 #: Voxels of the DWI grid the metric samples at most (DIPY's sparse sampling, on a regular grid:
 #: the same result on every run); smaller grids are sampled whole. On the Ingenia (1.3 M voxels)
-#: 5× faster than every voxel; on the phantom (0.46 M) a residual of 0.27 mm instead of 0.13.
+#: 5× faster than every voxel; on the phantom (0.46 M) a residual of 0.21 mm instead of 0.13.
 MAX_SAMPLES = 300_000
 #: A registration that moves a brain point by more (mm) is not subject motion between two series
 #: of one session: the T1w is refused rather than used.
