@@ -176,6 +176,23 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "best.safetensors").exists()
 
 
+def test_batches_simulated_in_worker_processes_train_the_same_model(tmp_path):
+    from safetensors.torch import load_file
+
+    from csrdmri.core.errors import InputError
+    from csrdmri.training import qspace
+
+    small = {"steps": 3, "batch": 2, "queries": 32, "lr_size": 8, "subjects": 1, "voxel_size": 3.0}
+    config = qspace.QSpaceConfig(**small, checkpoint_every=3, model=TINY_QSPACE)
+    thread = qspace.train_qspace(tmp_path / "thread", config, device="cpu")
+    processes = qspace.train_qspace(tmp_path / "processes", config, device="cpu", workers=2)
+    assert processes == thread
+    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("thread", "processes"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
+    with pytest.raises(InputError, match="workers must be at least 0"):
+        qspace.train_qspace(tmp_path / "c", config, workers=-1)
+
+
 def test_train_command_routes_the_qspace_model(tmp_path):
     from conftest import assert_user_error, run
 

@@ -273,6 +273,13 @@ def train(
             "instead of a random initialisation: fine-tuning. The model must match the run's.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="csr-qspace: processes simulating the training batches ahead, for machines with "
+            "cores to spare (a GPU's host); 0: one thread beside the training. Results are the same.",
+        ),
+    ] = 0,
 ) -> None:
     """Train a model on the paper's patch protocol (validation PSNR against tricubic), or the
     joint q-space model (--model csr-qspace) on phantom acquisitions simulated on the fly
@@ -303,6 +310,7 @@ def train(
         cache=cache,
         weights=shares,
         init=init,
+        workers=workers,
     )
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"finished {out}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))

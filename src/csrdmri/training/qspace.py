@@ -13,16 +13,21 @@ rate follows a cosine from ``lr`` to ``lr / 10`` over ``steps``, a function of t
 so a run resumed with more steps decays over its new length. Checkpoints
 (``last.safetensors`` every ``checkpoint_every`` steps and at the end, ``best.safetensors`` on
 the best validation) hold the optimiser, and every batch depends only on (seed, step):
-``resume`` continues exactly.
+``resume`` continues exactly, and simulating the batches in worker processes (``workers``, for
+machines with more cores than one training process uses) changes nothing but the speed.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -85,31 +90,34 @@ class QSpaceConfig:
         return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(step, self.steps) / self.steps)) / 2
 
 
+def on_device(sample: Sample, device: torch.device) -> Sample:
+    """The sample with each of its arrays as a tensor on ``device``."""
+    arrays = {f.name: getattr(sample, f.name) for f in fields(sample)}
+    return replace(sample, **{k: torch.from_numpy(v).to(device) for k, v in arrays.items() if v is not None})
+
+
 def native_features(model: torch.nn.Module, samples: list[Sample]) -> torch.Tensor | None:
     """The native T1w features (B, Q, F) at the samples' queries, or None (no native branch or
-    no T1w in this batch)."""
+    no T1w in this batch); samples :func:`on_device`, as in the functions below."""
     if samples[0].native is None:
         return None
     gathered = []
     for s in samples:
-        maps = model.anatomy(torch.from_numpy(s.native)[None])[0]  # (F, n, n, n)
-        gathered.append(maps[(slice(None), *torch.from_numpy(s.index).T)].T)
+        maps = model.anatomy(s.native[None])[0]  # (F, n, n, n)
+        gathered.append(maps[(slice(None), *s.index.T)].T)
     return torch.stack(gathered)
 
 
 def raw_output(model: torch.nn.Module, features: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
     """Per sample, the model's HR DWIs (Q, K) at its queries (in the sample's units)."""
-    coords = torch.from_numpy(np.stack([s.coords for s in samples]))
+    coords = torch.stack([s.coords for s in samples])
     corrections = model.decode(features, coords, native_features(model, samples))  # (B, Q, 28)
-    return [
-        torch.from_numpy(s.cubic) + torch.from_numpy(s.s0)[:, None] * (c @ torch.from_numpy(s.basis).T)
-        for s, c in zip(samples, corrections, strict=True)
-    ]
+    return [s.cubic + s.s0[:, None] * (c @ s.basis.T) for s, c in zip(samples, corrections, strict=True)]
 
 
 def encode(model: torch.nn.Module, samples: list[Sample]) -> torch.Tensor:
-    inputs = torch.from_numpy(np.stack([s.inputs for s in samples]))
-    t1 = None if samples[0].t1 is None else torch.from_numpy(np.stack([s.t1 for s in samples]))
+    inputs = torch.stack([s.inputs for s in samples])
+    t1 = None if samples[0].t1 is None else torch.stack([s.t1 for s in samples])
     return model.encode(inputs, t1)
 
 
@@ -137,8 +145,8 @@ def draw_batch(
 def fa_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
     """Mean |FA(output) - FA(noise-free truth)| over the sample's queries; the output's tensors
     use the cubic b0 (what an upsampled series holds)."""
-    fa = fractional_anisotropy(output, torch.from_numpy(sample.s0), torch.from_numpy(sample.tensor))
-    return (fa - torch.from_numpy(sample.fa)).abs().mean()
+    fa = fractional_anisotropy(output, sample.s0, sample.tensor)
+    return (fa - sample.fa).abs().mean()
 
 
 def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, float]:
@@ -148,10 +156,9 @@ def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, f
     with torch.no_grad():
         for samples in batches:
             for s, out in zip(samples, raw_output(model, encode(model, samples), samples), strict=True):
-                cubic, target = torch.from_numpy(s.cubic), torch.from_numpy(s.target)
-                for key, value in (("", out), ("_cubic", cubic)):
-                    errors["l1" + key] += float((value - target).abs().mean())
-                    errors["mse" + key] += float(((value - target) ** 2).mean())
+                for key, value in (("", out), ("_cubic", s.cubic)):
+                    errors["l1" + key] += float((value - s.target).abs().mean())
+                    errors["mse" + key] += float(((value - s.target) ** 2).mean())
                     errors["fa" + key] += float(fa_error(value, s))
     return {
         "val_l1_ratio": errors["l1"] / errors["l1_cubic"],
@@ -160,8 +167,8 @@ def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, f
     }
 
 
-def _start(out: Path, config: QSpaceConfig, resume: bool):
-    """Model, optimiser and first step: new, or from ``out/last.safetensors``."""
+def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
+    """Model (on ``device``), optimiser and first step: new, or from ``out/last.safetensors``."""
     last = out / "last.safetensors"
     if resume:
         if not last.exists():
@@ -173,10 +180,18 @@ def _start(out: Path, config: QSpaceConfig, resume: bool):
             raise InputError(f"{out} already holds a run; resume it or choose another folder", "out")
         torch.manual_seed(config.seed)
         model, step, best = build_model(config.model), 0, -np.inf
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume:
         load_training_state(last, optimizer)
     return model, optimizer, step, best
+
+
+def draw_subjects(config: QSpaceConfig, indices: range, bar: bool = True) -> list[SimulatedSubject]:
+    """The phantom subjects ``indices`` of the run's seed, ready for simulation."""
+    params = PhantomParams(voxel_size=config.voxel_size, texture_sd=config.texture_sd)
+    indices = tqdm(indices, desc="subjects", disable=not bar)
+    return [SimulatedSubject.draw(i, config.seed, params) for i in indices]
 
 
 def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int) -> list[Sample]:
@@ -191,7 +206,7 @@ def optimise(model, optimizer, samples: list[Sample], lr: float, fa_weight: floa
     outputs = raw_output(model, encode(model, samples), samples)
     errors = []
     for o, s in zip(outputs, samples, strict=True):
-        error = (o - torch.from_numpy(s.target)).abs().mean()
+        error = (o - s.target).abs().mean()
         errors.append(error + fa_weight * fa_error(o, s) if fa_weight else error)
     loss = torch.stack(errors).mean()
     optimizer.zero_grad(set_to_none=True)
@@ -203,38 +218,76 @@ def optimise(model, optimizer, samples: list[Sample], lr: float, fa_weight: floa
     return float(loss.detach())
 
 
-def train_qspace(out: Path, config: QSpaceConfig, resume: bool = False) -> dict[str, float]:
+_worker_subjects: list[SimulatedSubject] = []
+
+
+def _start_worker(config: QSpaceConfig) -> None:
+    torch.set_num_threads(1)
+    _worker_subjects[:] = draw_subjects(config, range(config.subjects), bar=False)
+
+
+def _worker_batch(config: QSpaceConfig, step: int) -> list[Sample]:
+    return step_batch(_worker_subjects, config, step)
+
+
+class Simulator:
+    """The batches of the coming steps, simulated ahead: in one thread beside the training
+    (``workers`` 0), or in ``workers`` processes, each holding its own copy of the subjects."""
+
+    def __init__(self, config: QSpaceConfig, workers: int) -> None:
+        self.config, self.ahead = config, max(1, 2 * workers)
+        self.pending: deque = deque()
+        if workers:
+            spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            self.pool: Executor = ProcessPoolExecutor(workers, spawn, _start_worker, (config,))
+            self.task = _worker_batch
+        else:
+            self.pool = ThreadPoolExecutor(max_workers=1)
+            self.task = partial(step_batch, draw_subjects(config, range(config.subjects)))
+
+    def batches(self, start: int):
+        """Yield the batch of every step from ``start`` to the run's end."""
+        queued = start
+        with self.pool:
+            for _ in range(start, self.config.steps):
+                while queued < self.config.steps and len(self.pending) < self.ahead:
+                    self.pending.append(self.pool.submit(self.task, self.config, queued))
+                    queued += 1
+                yield self.pending.popleft().result()
+
+
+def train_qspace(
+    out: Path, config: QSpaceConfig, resume: bool = False, device: str | None = None, workers: int = 0
+) -> dict[str, float]:
     """Train (or resume with ``config``) the q-space run in ``out``; returns the last
     validation scores. A resumed run keeps its weights and optimiser state; ``config`` may
-    differ from the saved one (more steps, another loss weight)."""
+    differ from the saved one (more steps, another loss weight). ``device``: a torch device
+    (default: the GPU if there is one); ``workers``: processes simulating the batches ahead
+    (0: one thread)."""
+    if workers < 0:
+        raise InputError(f"workers must be at least 0, got {workers}", "workers")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, optimizer, step, best = _start(out, config, resume)
-    params = PhantomParams(voxel_size=config.voxel_size, texture_sd=config.texture_sd)
-    subjects = [
-        SimulatedSubject.draw(i, config.seed, params) for i in tqdm(range(config.subjects), desc="subjects")
-    ]
-    held_out = SimulatedSubject.draw(config.subjects, config.seed, params)
+    run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, optimizer, step, best = _start(out, config, resume, run_device)
+    simulator = Simulator(config, workers)
+    (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))
     val_rng = np.random.default_rng([config.seed, 10**9])
     val_batches = [
-        draw_batch([held_out], config, val_rng, with_t1=i % 2 == 0)
+        [on_device(s, run_device) for s in draw_batch([held_out], config, val_rng, with_t1=i % 2 == 0)]
         for i in range(VALIDATION_SAMPLES // config.batch)
     ]
     scores: dict[str, float] = {}
     started = time.monotonic()
     bar = tqdm(range(step, config.steps), desc="training", initial=step, total=config.steps)
-    # The next batch is simulated in a thread while the model trains on this one.
     log = out / "log.csv"
     new_log = not log.exists()
-    with open(log, "a", newline="") as handle, ThreadPoolExecutor(max_workers=1) as simulator:
+    with open(log, "a", newline="") as handle, closing(simulator.batches(step)) as batches:
         writer = csv.writer(handle)
         if new_log:
             writer.writerow(LOG_COLUMNS)
-        upcoming = simulator.submit(step_batch, subjects, config, step)
-        for step in bar:
-            samples = upcoming.result()
-            if step + 1 < config.steps:
-                upcoming = simulator.submit(step_batch, subjects, config, step + 1)
+        for step, batch in zip(bar, batches, strict=True):
+            samples = [on_device(s, run_device) for s in batch]
             loss = optimise(model, optimizer, samples, config.learning_rate(step), config.fa_weight)
             bar.set_postfix(loss=f"{loss:.4f}")
             done = step + 1

@@ -71,12 +71,14 @@ def train_run(
     cache: Path | None = None,
     weights: Sequence[float] | None = None,
     init: str | None = None,
+    workers: int = 0,
 ) -> dict[str, float]:
     """Train (or resume) the run in ``out``; returns the last validation scores (process 0 of a
     distributed run; ``{}`` on the others). See :func:`csrdmri.training.train` for the rest;
     the joint q-space model (its architecture) trains with
     :func:`csrdmri.training.qspace.train_qspace` on simulated acquisitions (no ``data``; the
-    JSON options are :class:`~csrdmri.training.qspace.QSpaceConfig`'s)."""
+    JSON options are :class:`~csrdmri.training.qspace.QSpaceConfig`'s; ``workers`` processes
+    simulate its batches)."""
     options = read_options(config)
     name = model or options.get("model")
     if isinstance(name, str) and model_config(name).get("architecture") == "qspace":
@@ -84,7 +86,8 @@ def train_run(
             raise InputError(f"model {name} simulates its training data; --data is not used", "data")
         last = out / "last.safetensors"
         saved = read_meta(last).get("training") if resume and last.exists() else None
-        return train_qspace(out, qspace_config(name, options, steps, saved), resume=resume)
+        config = qspace_config(name, options, steps, saved)
+        return train_qspace(out, config, resume=resume, device=device, workers=workers)
     if not data:
         raise InputError("training needs data: a cohort folder, subjects or scans", "data")
     return train(
