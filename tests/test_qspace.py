@@ -148,63 +148,6 @@ def test_tiles_decode_what_the_untiled_model_decodes():
     np.testing.assert_allclose(whole, direct, atol=1e-5)
 
 
-def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
-    from safetensors.torch import load_file
-
-    from csrdmri.training import qspace
-
-    small = {"steps": 4, "batch": 2, "queries": 64, "lr_size": 8, "subjects": 1, "voxel_size": 3.0}
-    config = qspace.QSpaceConfig(**small, checkpoint_every=2, model=TINY_QSPACE)
-    straight = qspace.train_qspace(tmp_path / "a", config)
-    optimise, calls = qspace.optimise, []
-
-    def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return optimise(*args)
-
-    monkeypatch.setattr(qspace, "optimise", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        qspace.train_qspace(tmp_path / "b", config)
-    monkeypatch.setattr(qspace, "optimise", optimise)
-    resumed = qspace.train_qspace(tmp_path / "b", config, resume=True)
-    assert resumed == pytest.approx(straight, rel=1e-9)
-    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("a", "b"))
-    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
-    assert abs(straight["val_gain_db"]) < 0.5  # a zero head starts at cubic; 4 steps move little
-    assert (tmp_path / "a" / "best.safetensors").exists()
-
-
-def test_batches_simulated_in_worker_processes_train_the_same_model(tmp_path):
-    from safetensors.torch import load_file
-
-    from csrdmri.core.errors import InputError
-    from csrdmri.training import qspace
-
-    small = {"steps": 3, "batch": 2, "queries": 32, "lr_size": 8, "subjects": 1, "voxel_size": 3.0}
-    config = qspace.QSpaceConfig(**small, checkpoint_every=3, model=TINY_QSPACE)
-    thread = qspace.train_qspace(tmp_path / "thread", config, device="cpu")
-    processes = qspace.train_qspace(tmp_path / "processes", config, device="cpu", workers=2)
-    assert processes == thread
-    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("thread", "processes"))
-    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
-    with pytest.raises(InputError, match="workers must be at least 0"):
-        qspace.train_qspace(tmp_path / "c", config, workers=-1)
-
-
-def test_train_command_routes_the_qspace_model(tmp_path):
-    from conftest import assert_user_error, run
-
-    assert_user_error(run("train", "--out", tmp_path / "a"), "training needs data")
-    result = run("train", "--model", "csr-qspace", "--data", tmp_path, "--out", tmp_path / "b")
-    assert_user_error(result, "simulates its training data", "--data")
-    config = tmp_path / "options.json"
-    config.write_text('{"epochs": 3}')
-    result = run("train", "--model", "csr-qspace", "--config", config, "--out", tmp_path / "c")
-    assert_user_error(result, "unknown csr-qspace training option(s): epochs")
-
-
 def test_noise_ceiling_is_the_psnr_of_the_noise(tmp_path):
     from csrdmri.evaluation.volume_protocol import noise_ceiling
 
@@ -356,44 +299,6 @@ def test_fa_of_the_tensor_term_equals_dipys():
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     fa = fractional_anisotropy(t(signals[:, 1:]), t(signals[:, 0]), t(tensor_pinv(1500.0, directions)))
     np.testing.assert_allclose(fa.numpy(), expected, atol=1e-5)
-
-
-def test_a_resumed_run_takes_new_options_and_decays_over_its_new_length():
-    from csrdmri.training.qspace import QSpaceConfig
-    from csrdmri.workflows.train import qspace_config
-
-    saved = {**vars(QSpaceConfig(steps=100, lr=1e-3, model=TINY_QSPACE)), "scale_range": [2.0, 2.5]}
-    config = qspace_config("csr-qspace", {"fa_weight": 0.5}, 200, saved)
-    assert (config.steps, config.fa_weight, config.scale_range) == (200, 0.5, (2.0, 2.5))
-    assert config.model == TINY_QSPACE  # the saved model, not the name's
-    # The schedule is a function of the step: at the old end it is half-way down the new cosine.
-    assert QSpaceConfig(steps=100, lr=1e-3).learning_rate(100) == pytest.approx(1e-4)
-    assert config.learning_rate(100) == pytest.approx(1e-4 + 9e-4 / 2)
-    assert config.learning_rate(0) == pytest.approx(1e-3)
-
-
-def test_kspace_share_of_the_training_samples(monkeypatch):
-    from csrdmri.core.errors import InputError
-    from csrdmri.phantom.params import PhantomParams
-    from csrdmri.training import qspace_data
-    from csrdmri.training.qspace import QSpaceConfig
-
-    subject = qspace_data.SimulatedSubject.draw(0, 0, PhantomParams(voxel_size=3.0))
-    used, downsample = [], qspace_data.downsample
-
-    def recorded(hr, shape, method):
-        used.append(method)
-        return downsample(hr, shape, method)
-
-    monkeypatch.setattr(qspace_data, "downsample", recorded)
-    for share, expected in ((0.0, {"tricubic"}), (1.0, {"kspace"}), (0.5, {"tricubic", "kspace"})):
-        used.clear()
-        rng = np.random.default_rng(0)
-        for _ in range(12):
-            qspace_data.draw_sample(subject, rng, 8, (1.6, 2.0), 16, False, share)
-        assert set(used) == expected
-    with pytest.raises(InputError, match=r"kspace must be within 0\.\.1"):
-        QSpaceConfig(kspace=1.5)
 
 
 def test_shell_coefficients_do_not_depend_on_the_memory_order(tmp_path):

@@ -63,7 +63,7 @@ def bids(
     voxel_size: VoxelSizeOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     tile: TileOpt = 130,
     chunk: ChunkOpt = 16384,
     margin: MarginOpt = 2,

@@ -72,7 +72,7 @@ def upsample(
     bval: BvalOpt = None,
     bvec: BvecOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     tile: TileOpt = 130,
     chunk: ChunkOpt = 16384,
     margin: MarginOpt = 2,

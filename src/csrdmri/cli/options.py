@@ -23,7 +23,14 @@ ModelOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 / fp16 (CUDA) autocast for the model.")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16 for the joint q-space model where the CPU or GPU computes bf16 in hardware, "
+        "< 0.1 % of the range from fp32 and ~1.3x faster; else fp32), fp32, or bf16 / fp16 (CUDA) "
+        "autocast for the model."
+    ),
+]
 TileOpt = Annotated[
     int,
     typer.Option(

@@ -20,6 +20,7 @@ from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import upsample_series
+from csrdmri.inference.tiling import resolve_precision
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import nifti_stem
 from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
@@ -160,7 +161,7 @@ def write_result(
             adapt_steps=up.adapt_steps,
             adapt_seed=up.seed if up.adapt_steps else None,
             device=options.device,
-            precision=options.precision,
+            precision=resolve_precision(options.precision, up.model, options.device) if up.model else None,
         )
     with atomic_path(output_paths(out)[3]) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n")

@@ -31,6 +31,7 @@ import ctypes.util
 import functools
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,6 +64,30 @@ def as_input(volume: np.ndarray | None, device: torch.device | str = "cpu") -> t
 def encoder_halo(model: torch.nn.Module) -> int:
     """LR voxels of context a tile needs so that its core's queries see untiled features."""
     return model.encoder.receptive_radius + 1
+
+
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether the device computes bf16 in hardware: a CUDA GPU that supports it, or an x86 CPU
+    with AVX-512 BF16 or AMX (elsewhere bf16 is emulated, and slower than fp32)."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, model: torch.nn.Module | None, device: torch.device | str) -> str:
+    """``precision``, with ``"auto"`` made ``"bf16"`` for a model that predicts a correction of
+    cubic interpolation per shell (``joint``: its output moves by < 0.1 % of the range, 88 dB
+    PSNR against fp32, docs/benchmarks.md) on a device with :func:`native_bf16`, else ``"fp32"``
+    (a per-volume model's whole output would move by 0.5 %)."""
+    if precision != "auto":
+        return precision
+    joint = getattr(model, "joint", False)
+    return "bf16" if joint and native_bf16(torch.device(device).type) else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -272,7 +297,8 @@ def predict_tiles(
     chunk : int
         The number of queries decoded at once.
     device, precision :
-        Torch device, and ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA) autocast.
+        Torch device, and ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA) autocast, or ``"auto"``
+        (:func:`resolve_precision`).
     native : ndarray, shape ``shape``, float32, optional
         The normalised T1w on the HR grid, for a model that reads it there (``native_t1``);
         each block sees it padded with zeros beyond the volume, as a whole volume would.
@@ -289,6 +315,7 @@ def predict_tiles(
         ``where`` is in exactly one block.
     """
     device = torch.device(device)
+    precision = resolve_precision(precision, model, device)
     halo = encoder_halo(model) if halo is None else halo
     exact = halo == encoder_halo(model)
     trimmed = halo - 1 if exact else 0  # voxels the encoder drops on each interior side

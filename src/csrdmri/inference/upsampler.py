@@ -19,7 +19,9 @@ OUTSIDE = ("tricubic", "zero")
 #: ``--safeguard`` choices (inference.safeguard): ``auto`` is on for the joint q-space model (where
 #: it is measured, docs/results.md) and off for per-volume models.
 SAFEGUARD = ("auto", "on", "off")
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``--precision`` choices: ``auto`` is bf16 for the joint model where the hardware computes it
+#: (inference.tiling.resolve_precision), else fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Smallest allowed value of the integer options.
 LEAST = {"tile": 1, "chunk": 1, "margin": 0}
 
@@ -86,7 +88,7 @@ class Options:
     """How a model is run over a volume (see :func:`csrdmri.inference.tiling.predict_tiles`)."""
 
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     tile: int = TILE  # largest encoder tile side, LR voxels with the halo (local-coordinate INR models)
     chunk: int = CHUNK  # queries decoded at once
     margin: int = 2  # LR voxels by which the brain mask is dilated
