@@ -21,7 +21,7 @@ def test_auto_is_bf16_only_for_the_joint_model_on_bf16_hardware(tmp_path, monkey
     joint = joint_upsampler(tmp_path, zero=False).model
     per_volume = build_model(model_config("csr-dmri"))
     for hardware in (True, False):
-        monkeypatch.setattr(tiling, "native_bf16", lambda device_type, answer=hardware: answer)
+        monkeypatch.setattr(tiling, "bf16_faster", lambda device_type, answer=hardware: answer)
         assert tiling.resolve_precision("auto", joint, "cpu") == ("bf16" if hardware else "fp32")
         assert tiling.resolve_precision("auto", per_volume, "cpu") == "fp32"
         assert tiling.resolve_precision("auto", None, "cpu") == "fp32"  # tricubic
@@ -44,7 +44,7 @@ def test_bf16_moves_the_joint_output_by_less_than_a_thousandth_of_the_range(tmp_
 
 
 def test_the_sidecar_records_the_precision_that_ran(tmp_path, monkeypatch):
-    monkeypatch.setattr(tiling, "native_bf16", lambda device_type: True)
+    monkeypatch.setattr(tiling, "bf16_faster", lambda device_type: True)
     series = multishell(tmp_path)
     up = joint_upsampler(tmp_path, zero=False)
     for model, expected in ((up.checkpoint, "bf16"), ("tricubic", None)):

@@ -30,8 +30,8 @@ import ctypes
 import ctypes.util
 import functools
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,28 +66,48 @@ def encoder_halo(model: torch.nn.Module) -> int:
     return model.encoder.receptive_radius + 1
 
 
+#: How much faster bf16 must run the probe of :func:`bf16_faster` for ``auto`` to choose it.
+BF16_MARGIN = 1.15
+
+
+def _probe_seconds(dtype: torch.dtype | None) -> float:
+    """Best of three runs of a 3³ convolution (32 channels, 32³ voxels) and a 256-wide linear
+    layer on 16 384 rows — the joint model's two kinds of work — under ``dtype`` autocast."""
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.randn(1, 32, 32, 32, 32, generator=generator)
+    rows = torch.randn(16384, 256, generator=generator)
+    conv, linear = torch.nn.Conv3d(32, 32, 3, padding=1), torch.nn.Linear(256, 256)
+    best = float("inf")
+    context = contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+    with torch.no_grad(), context:
+        for _ in range(3):
+            start = time.perf_counter()
+            conv(volume), linear(rows)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 @functools.cache
-def native_bf16(device_type: str) -> bool:
-    """Whether the device computes bf16 in hardware: a CUDA GPU that supports it, or an x86 CPU
-    with AVX-512 BF16 or AMX (elsewhere bf16 is emulated, and slower than fp32)."""
+def bf16_faster(device_type: str) -> bool:
+    """Whether bf16 autocast pays on this machine: a CUDA GPU that supports bf16, or a CPU on
+    which a short probe (:func:`_probe_seconds`, ~0.5 s in all) runs at least ``BF16_MARGIN`` times
+    faster in bf16 — CPUs differ: AMD Zen 4 (AVX-512 BF16) gains, an Intel Xeon with AVX-512 BF16
+    but no AMX was measured slower (docs/benchmarks.md), and elsewhere bf16 is emulated."""
     if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    _probe_seconds(None), _probe_seconds(torch.bfloat16)  # warm-up: oneDNN prepares its kernels
+    return _probe_seconds(None) >= BF16_MARGIN * _probe_seconds(torch.bfloat16)
 
 
 def resolve_precision(precision: str, model: torch.nn.Module | None, device: torch.device | str) -> str:
     """``precision``, with ``"auto"`` made ``"bf16"`` for a model that predicts a correction of
     cubic interpolation per shell (``joint``: its output moves by < 0.1 % of the range, 88 dB
-    PSNR against fp32, docs/benchmarks.md) on a device with :func:`native_bf16`, else ``"fp32"``
-    (a per-volume model's whole output would move by 0.5 %)."""
+    PSNR against fp32, docs/benchmarks.md) where :func:`bf16_faster`, else ``"fp32"`` (a
+    per-volume model's whole output would move by 0.5 %)."""
     if precision != "auto":
         return precision
     joint = getattr(model, "joint", False)
-    return "bf16" if joint and native_bf16(torch.device(device).type) else "fp32"
+    return "bf16" if joint and bf16_faster(torch.device(device).type) else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
