@@ -1,9 +1,9 @@
 """The joint q-space model's cost against cubic interpolation, same machine, same run.
 
 Each dataset is super-resolved 2× by ``csrdmri upsample`` twice — ``--model tricubic`` and
-``--model MODEL`` (the joint q-space model, with the dataset's T1w if it has one) — each in its
-own process under ``/usr/bin/time``, so wall time and peak resident memory are the command's
-own, as a user sees them. Printed: both times, their ratio, both peaks; with several
+``--model MODEL`` (the joint q-space model, with the dataset's T1w if it has one), written
+uncompressed unless ``--suffix .nii.gz`` — each in its own process under ``/usr/bin/time``, so
+wall time and peak resident memory are the command's own, as a user sees them. Printed: both times, their ratio, both peaks; with several
 ``--precisions`` one row per precision, and with ``--rounds`` > 1 the commands alternate
 (cubic, then the model at each precision, round after round), one row per run.
 
@@ -12,7 +12,7 @@ HCP-size phantom subject (145×174×145, 18 b0 + 90 directions, generated first 
 ``csrdmri phantom --subjects 1`` into the scratch folder unless it is there).
 
 Usage: python benchmarks/bench_qspace.py MODEL [--precisions auto,fp32] [--rounds N] [--scratch DIR]
-[--skip-hcp] [--skip-ingenia]
+[--suffix .nii.gz] [--skip-hcp] [--skip-ingenia]
 """
 
 from __future__ import annotations
@@ -37,13 +37,15 @@ def timed(arguments: list[str]) -> tuple[float, float]:
     return float(seconds), float(kilobytes) / 1024**2
 
 
-def compare(name: str, dataset: Path, model: str, scratch: Path, precisions: list[str], rounds: int) -> None:
+def compare(
+    name: str, dataset: Path, model: str, scratch: Path, precisions: list[str], rounds: int, suffix: str
+) -> None:
     stem = name.split()[0]
     for _ in range(rounds):
         methods = [("tricubic", "fp32"), *((model, p) for p in precisions)]
         runs = {}
         for method, precision in methods:
-            out = scratch / f"{stem}-{Path(method).stem}.nii"  # uncompressed: gzip would dominate
+            out = scratch / f"{stem}-{Path(method).stem}{suffix}"
             arguments = ["upsample", str(dataset), "--out", str(out), "--scale", "2", "--force"]
             runs[method, precision] = timed([*arguments, "--model", method, "--precision", precision])
         cubic_s, cubic_gb = runs["tricubic", "fp32"]
@@ -62,11 +64,12 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=ROOT / "runs" / "bench-qspace")
     parser.add_argument("--precisions", default="auto", help="comma-separated --precision values")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--suffix", default=".nii", help=".nii (default: gzip would dominate) or .nii.gz")
     parser.add_argument("--skip-hcp", action="store_true")
     parser.add_argument("--skip-ingenia", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
-    settings = (args.model, args.scratch, args.precisions.split(","), args.rounds)
+    settings = (args.model, args.scratch, args.precisions.split(","), args.rounds, args.suffix)
     print(describe(torch.get_num_threads()))
     print("| dataset | precision | cubic | joint model | ratio | cubic peak | model peak |")
     print("|---|---|---|---|---|---|---|")
