@@ -3,9 +3,10 @@
 Each dataset is super-resolved 2× by ``csrdmri upsample`` twice — ``--model tricubic`` and
 ``--model MODEL`` (the joint q-space model, with the dataset's T1w if it has one), written
 uncompressed unless ``--suffix .nii.gz`` — each in its own process under ``/usr/bin/time``, so
-wall time and peak resident memory are the command's own, as a user sees them. Printed: both times, their ratio, both peaks; with several
-``--precisions`` one row per precision, and with ``--rounds`` > 1 the commands alternate
-(cubic, then the model at each precision, round after round), one row per run.
+wall time and peak resident memory are the command's own, as a user sees them. Printed: both
+times, their ratio, both peaks; with several ``--precisions`` one row per precision, and with
+``--rounds`` > 1 the commands alternate (cubic, then the model at each precision, round after
+round), one row per run.
 
 Datasets: the shared Philips Ingenia scan (128×128×82×17, 2 mm, with its MPRAGE) and an
 HCP-size phantom subject (145×174×145, 18 b0 + 90 directions, generated first with
