@@ -29,6 +29,14 @@ def test_auto_is_bf16_only_for_the_joint_model_on_bf16_hardware(tmp_path, monkey
             assert tiling.resolve_precision(asked, joint, "cpu") == asked
 
 
+def test_bf16_is_chosen_on_amx_and_on_amd_cpus_with_avx512_bf16():
+    amd, intel = "vendor_id\t: AuthenticAMD\n", "vendor_id\t: GenuineIntel\n"
+    assert tiling.cpu_bf16(amd + "flags\t: fpu avx2 avx512f avx512_bf16\n")
+    assert not tiling.cpu_bf16(intel + "flags\t: fpu avx2 avx512f avx512_bf16\n")  # measured slower
+    assert tiling.cpu_bf16(intel + "flags\t: fpu avx512_bf16 amx_bf16 amx_tile\n")
+    assert not tiling.cpu_bf16(amd + "flags\t: fpu avx2\n")
+
+
 def test_bf16_moves_the_joint_output_by_less_than_a_thousandth_of_the_range(tmp_path):
     series = multishell(tmp_path)
     up = joint_upsampler(tmp_path, zero=False)

@@ -26,9 +26,9 @@ DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.
 PrecisionOpt = Annotated[
     str,
     typer.Option(
-        help="auto (bf16 for the joint q-space model where the CPU or GPU computes bf16 in hardware, "
-        "< 0.1 % of the range from fp32 and ~1.3x faster; else fp32), fp32, or bf16 / fp16 (CUDA) "
-        "autocast for the model."
+        help="auto (bf16 for the joint q-space model on a GPU with bf16, a CPU with AMX or an AMD CPU "
+        "with AVX-512 BF16: < 0.1 % of the range from fp32, 1.3-1.5x faster; else fp32), fp32, or "
+        "bf16 / fp16 (CUDA) autocast for the model."
     ),
 ]
 TileOpt = Annotated[

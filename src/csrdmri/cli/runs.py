@@ -277,7 +277,7 @@ def train(
         int,
         typer.Option(
             help="csr-qspace: processes simulating the training batches ahead, for machines with "
-            "cores to spare (a GPU's host); 0: one thread beside the training. Results are the same.",
+            "cores to spare (a GPU's host); 0: one thread beside the training. The batches are the same.",
         ),
     ] = 0,
 ) -> None:

@@ -30,8 +30,8 @@ import ctypes
 import ctypes.util
 import functools
 import itertools
-import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,37 +66,26 @@ def encoder_halo(model: torch.nn.Module) -> int:
     return model.encoder.receptive_radius + 1
 
 
-#: How much faster bf16 must run the probe of :func:`bf16_faster` for ``auto`` to choose it.
-BF16_MARGIN = 1.15
-
-
-def _probe_seconds(dtype: torch.dtype | None) -> float:
-    """Best of three runs of a 3³ convolution (32 channels, 32³ voxels) and a 256-wide linear
-    layer on 16 384 rows — the joint model's two kinds of work — under ``dtype`` autocast."""
-    generator = torch.Generator().manual_seed(0)
-    volume = torch.randn(1, 32, 32, 32, 32, generator=generator)
-    rows = torch.randn(16384, 256, generator=generator)
-    conv, linear = torch.nn.Conv3d(32, 32, 3, padding=1), torch.nn.Linear(256, 256)
-    best = float("inf")
-    context = contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
-    with torch.no_grad(), context:
-        for _ in range(3):
-            start = time.perf_counter()
-            conv(volume), linear(rows)
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
 @functools.cache
 def bf16_faster(device_type: str) -> bool:
-    """Whether bf16 autocast pays on this machine: a CUDA GPU that supports bf16, or a CPU on
-    which a short probe (:func:`_probe_seconds`, ~0.5 s in all) runs at least ``BF16_MARGIN`` times
-    faster in bf16 — CPUs differ: AMD Zen 4 (AVX-512 BF16) gains, an Intel Xeon with AVX-512 BF16
-    but no AMX was measured slower (docs/benchmarks.md), and elsewhere bf16 is emulated."""
+    """Whether bf16 autocast pays on this machine, decided from the hardware alone (so that
+    every process of a run decides alike): a CUDA GPU that supports bf16; an x86 CPU with AMX,
+    or an AMD one with AVX-512 BF16. Measured (docs/benchmarks.md): an AMD EPYC with AVX-512
+    BF16 runs the joint model 1.3–1.5× faster in bf16, an Intel Xeon with AVX-512 BF16 but no AMX
+    slower; AMX (Intel's matrix tiles) is the bf16 path oneDNN is built around, not measured
+    here; elsewhere bf16 is emulated, and slower."""
     if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
-    _probe_seconds(None), _probe_seconds(torch.bfloat16)  # warm-up: oneDNN prepares its kernels
-    return _probe_seconds(None) >= BF16_MARGIN * _probe_seconds(torch.bfloat16)
+    try:
+        return cpu_bf16(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
+
+
+def cpu_bf16(cpuinfo: str) -> bool:
+    """:func:`bf16_faster`'s rule for a CPU, from the text of Linux's ``/proc/cpuinfo``."""
+    words = set(cpuinfo.split())
+    return "amx_bf16" in words or ("avx512_bf16" in words and "AuthenticAMD" in words)
 
 
 def resolve_precision(precision: str, model: torch.nn.Module | None, device: torch.device | str) -> str:

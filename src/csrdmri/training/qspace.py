@@ -14,7 +14,8 @@ so a run resumed with more steps decays over its new length. Checkpoints
 (``last.safetensors`` every ``checkpoint_every`` steps and at the end, ``best.safetensors`` on
 the best validation) hold the optimiser, and every batch depends only on (seed, step):
 ``resume`` continues exactly, and simulating the batches in worker processes (``workers``, for
-machines with more cores than one training process uses) changes nothing but the speed.
+machines with more cores than one training process uses) draws the same batches (equal to
+float rounding: a process's torch threads may sum in another order).
 """
 
 from __future__ import annotations
