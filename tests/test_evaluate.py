@@ -163,12 +163,14 @@ def evaluate_real_scan(small_cohort, tmp_path, *options):
 
 
 def test_evaluate_real_scans_only(small_cohort, tmp_path):
-    options = ("--degradation", "kspace", "--consistency", "kspace")
+    options = ("--degradation", "kspace", "--consistency", "kspace", "--precision", "fp32")
     result, report, protocol = evaluate_real_scan(small_cohort, tmp_path, *options)
     assert "## Real scans (degradation-based)" in report and "Table 1" not in report
     assert "(`--degradation kspace`): the central block of k-space" in report
     assert "consistency of the outputs with them (`--consistency`): kspace" in report
-    assert (protocol["degradation"], protocol["consistency"]) == ("kspace", "kspace")
+    recorded = (protocol["degradation"], protocol["consistency"], protocol["precision"])
+    assert recorded == ("kspace", "kspace", "fp32")
+    assert "precision (`--precision`): fp32" in report
     assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
 
 
@@ -178,6 +180,7 @@ def test_evaluate_a_thin_slab_of_a_real_scan(small_cohort, tmp_path):
     assert "| scan slab 8 | 2× | 36×44×8 → 72×87×16 | tricubic |" in result.stdout  # central 16 of 72
     assert "central slab of 8 low-resolution slices" in report and "a 2D multi-slice acquisition" in report
     assert protocol["slab"] == 8
+    assert protocol["precision"].startswith("auto (") and "fp32 for the others" in protocol["precision"]
 
 
 def test_evaluate_command_refusals(small_cohort, tmp_path):

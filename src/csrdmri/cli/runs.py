@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from csrdmri.cli.app import app, parse_list, user_errors
+from csrdmri.cli.options import PrecisionOpt
 from csrdmri.core.errors import InputError
 from csrdmri.weights import DEFAULT_MODEL, shipped
 
@@ -178,6 +179,7 @@ def evaluate(
             "the patch protocol runs on the CPU."
         ),
     ] = "cpu",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate methods: the paper's patch protocol (Tables 1 and 2) on a cohort's test split,
     whole held-out volumes with DTI errors, and real scans degraded then super-resolved.
@@ -190,7 +192,7 @@ def evaluate(
     from csrdmri.evaluation.report import run_report
     from csrdmri.inference.upsampler import Options
 
-    options = Options(device=device, consistency=consistency, safeguard=safeguard)
+    options = Options(device=device, precision=precision, consistency=consistency, safeguard=safeguard)
     request = EvaluationRequest(
         methods=parse_methods(models),
         cohort=data,

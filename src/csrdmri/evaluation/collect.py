@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from csrdmri.core.degrade import DEGRADATIONS
@@ -25,6 +26,7 @@ from csrdmri.evaluation.patch_protocol import (
     refuse_seen_phantom,
 )
 from csrdmri.evaluation.volume_protocol import VolumeCase, central_slab, subset_series, volume_protocol
+from csrdmri.inference.tiling import bf16_faster
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
 from csrdmri.io.nifti import DWISeries, load_dwi
@@ -188,8 +190,17 @@ def _protocol_record(
         "degradation": request.degradation,
         "consistency": request.options.consistency,
         "safeguard": request.options.safeguard,
+        "precision": precision_text(request.options),
         "slab": request.slab,
     }
+
+
+def precision_text(options: Options) -> str:
+    """``--precision`` as it runs here: ``auto`` says what it makes of the joint model."""
+    if options.precision != "auto":
+        return options.precision
+    joint = "bf16" if bf16_faster(torch.device(options.device).type) else "fp32"
+    return f"auto ({joint} for joint models on this machine, fp32 for the others)"
 
 
 def _volume_cases(

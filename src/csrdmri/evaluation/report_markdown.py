@@ -80,7 +80,8 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
         f"Data consistency of the outputs with them (`--consistency`): "
         f"{results.protocol.get('consistency', 'off')}; safeguard (`--safeguard`): "
-        f"{results.protocol.get('safeguard', 'off')}.{_slab_text(results.protocol.get('slab'))}",
+        f"{results.protocol.get('safeguard', 'off')}; precision (`--precision`): "
+        f"{results.protocol.get('precision', 'fp32')}.{_slab_text(results.protocol.get('slab'))}",
         "",
         "## Methods",
         "",
