@@ -26,7 +26,7 @@ from csrdmri.evaluation.patch_protocol import (
     refuse_seen_phantom,
 )
 from csrdmri.evaluation.volume_protocol import VolumeCase, central_slab, subset_series, volume_protocol
-from csrdmri.inference.tiling import bf16_faster
+from csrdmri.inference.precision import bf16_faster
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
 from csrdmri.io.nifti import DWISeries, load_dwi

@@ -19,8 +19,8 @@ from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.plan import OutputPlan
+from csrdmri.inference.precision import resolve_precision
 from csrdmri.inference.series import upsample_series
-from csrdmri.inference.tiling import resolve_precision
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import nifti_stem
 from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti

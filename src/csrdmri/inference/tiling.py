@@ -24,14 +24,12 @@ continuous LR index ``(j + 0.5)·N/M − 0.5``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
 import ctypes.util
 import functools
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +38,7 @@ from csrdmri.core.errors import InputError
 from csrdmri.core.grid import source_index
 from csrdmri.core.patches import padded_crop
 from csrdmri.core.resample import resample
+from csrdmri.inference.precision import autocast, resolve_precision
 
 #: Default largest tile side (LR voxels, halo included): a tile holds at most 130³ voxels; with the
 #: shipped models ``csrdmri upsample`` then peaks at ~1.7–2.3 GB besides its input (docs/benchmarks.md).
@@ -64,49 +63,6 @@ def as_input(volume: np.ndarray | None, device: torch.device | str = "cpu") -> t
 def encoder_halo(model: torch.nn.Module) -> int:
     """LR voxels of context a tile needs so that its core's queries see untiled features."""
     return model.encoder.receptive_radius + 1
-
-
-@functools.cache
-def bf16_faster(device_type: str) -> bool:
-    """Whether bf16 autocast pays on this machine, decided from the hardware alone (so that
-    every process of a run decides alike): a CUDA GPU that supports bf16; an x86 CPU with AMX,
-    or an AMD one with AVX-512 BF16. Measured (docs/benchmarks.md): an AMD EPYC with AVX-512
-    BF16 runs the joint model 1.3–1.5× faster in bf16, an Intel Xeon with AVX-512 BF16 but no AMX
-    slower; AMX (Intel's matrix tiles) is the bf16 path oneDNN is built around, not measured
-    here; elsewhere bf16 is emulated, and slower."""
-    if device_type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return cpu_bf16(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return False
-
-
-def cpu_bf16(cpuinfo: str) -> bool:
-    """:func:`bf16_faster`'s rule for a CPU, from the text of Linux's ``/proc/cpuinfo``."""
-    words = set(cpuinfo.split())
-    return "amx_bf16" in words or ("avx512_bf16" in words and "AuthenticAMD" in words)
-
-
-def resolve_precision(precision: str, model: torch.nn.Module | None, device: torch.device | str) -> str:
-    """``precision``, with ``"auto"`` made ``"bf16"`` for a model that predicts a correction of
-    cubic interpolation per shell (``joint``: its output moves by < 0.1 % of the range, 88 dB
-    PSNR against fp32, docs/benchmarks.md) where :func:`bf16_faster`, else ``"fp32"`` (a
-    per-volume model's whole output would move by 0.5 %)."""
-    if precision != "auto":
-        return precision
-    joint = getattr(model, "joint", False)
-    return "bf16" if joint and bf16_faster(torch.device(device).type) else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``"bf16"``/``"fp16"`` (fp16 on CUDA only); nothing for ``"fp32"``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device (use bf16 or fp32 on the CPU)")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _channels_last(volume: torch.Tensor) -> torch.Tensor:

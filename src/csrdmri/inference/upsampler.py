@@ -20,7 +20,7 @@ OUTSIDE = ("tricubic", "zero")
 #: it is measured, docs/results.md) and off for per-volume models.
 SAFEGUARD = ("auto", "on", "off")
 #: ``--precision`` choices: ``auto`` is bf16 for the joint model where the hardware computes it
-#: (inference.tiling.resolve_precision), else fp32.
+#: (inference.precision.resolve_precision), else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Smallest allowed value of the integer options.
 LEAST = {"tile": 1, "chunk": 1, "margin": 0}
