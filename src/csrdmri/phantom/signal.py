@@ -22,7 +22,7 @@ import torch
 from dipy.core.gradients import GradientTable, gradient_table
 from dipy.core.sphere import HemiSphere, disperse_charges
 from dipy.reconst.dti import tensor_prediction
-from scipy import ndimage
+from scipy import ndimage, special
 from scipy.spatial.transform import Rotation
 
 from csrdmri.phantom.anatomy import Anatomy
@@ -102,6 +102,16 @@ def rician(signal: torch.Tensor, sigma: float, generator: torch.Generator) -> to
     """Magnitude of ``signal`` plus complex Gaussian noise of s.d. ``sigma`` per channel."""
     noise = torch.randn((2, *signal.shape), generator=generator, dtype=torch.float32) * sigma
     return torch.sqrt((signal + noise[0]) ** 2 + noise[1] ** 2)
+
+
+def rician_mean(signal: np.ndarray, sigma: float) -> np.ndarray:
+    """The expected magnitude ``E|signal + n|`` under the noise of :func:`rician` (s.d.
+    ``sigma`` per channel): ``σ √(π/2) L_{1/2}(−ν²/2σ²)``, with the Laguerre polynomial written
+    through exponentially scaled Bessel functions. Equals ``σ √(π/2)`` at ``ν = 0`` and tends
+    to ``ν`` when ``ν ≫ σ`` (the Rician floor in between); same shape and dtype as ``signal``."""
+    t = (np.asarray(signal, np.float64) / sigma) ** 2 / 2
+    laguerre = (1 + t) * special.i0e(t / 2) + t * special.i1e(t / 2)
+    return (sigma * np.sqrt(np.pi / 2) * laguerre).astype(np.asarray(signal).dtype)
 
 
 def simulate_dwi(

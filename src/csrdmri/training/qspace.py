@@ -6,6 +6,10 @@ output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspa
 ``fa_weight`` × the L1 error of the FA of the tensors fitted to the output and to the
 noise-free truth there (:mod:`csrdmri.training.tensor_loss`): the FA of the noisy truth is
 biased up by its noise, and matching it would teach the model to add anisotropic noise.
+With ``target`` "expected" the L1 term compares with the noisy DWIs' expectation given the
+noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the estimator a
+squared error against noisy data rewards is the same, and the gradient no longer carries the
+target's noise. Validation always scores against the noisy DWIs, as evaluation does.
 Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
 interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR),
 ``val_fa_ratio`` the FA error (against the noise-free truth) relative to cubic's. The learning
@@ -44,6 +48,8 @@ from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
 from csrdmri.training.tensor_loss import fractional_anisotropy
 
 VALIDATION_SAMPLES = 24
+#: What the training loss compares the output with (Sample's fields: ``target`` is "noisy").
+TARGETS = {"noisy": "target", "expected": "expected"}
 LOG_COLUMNS = ("step", "loss", "val_l1_ratio", "val_gain_db", "val_fa_ratio", "seconds")
 
 
@@ -61,6 +67,7 @@ class QSpaceConfig:
     fa_weight: float = 0.0  # weight of the FA term of the loss
     kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
     kspace_variants: bool = False  # those with random apodisation, partial Fourier, slice profile
+    target: str = "noisy"  # what the loss compares with: the noisy HR DWIs or their "expected" value
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
@@ -77,6 +84,8 @@ class QSpaceConfig:
             raise InputError(f"kspace must be within 0..1, got {self.kspace}", "kspace")
         if self.texture_sd < 0:
             raise InputError(f"texture_sd must be at least 0, got {self.texture_sd}", "texture_sd")
+        if self.target not in TARGETS:
+            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}", "target")
         if self.fa_weight < 0:
             raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
 
@@ -201,13 +210,16 @@ def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int
     return draw_batch(subjects, config, rng, with_t1=rng.random() >= config.t1_dropout)
 
 
-def optimise(model, optimizer, samples: list[Sample], lr: float, fa_weight: float) -> float:
-    """One optimisation step on ``samples`` at learning rate ``lr``; returns the loss."""
+def optimise(
+    model, optimizer, samples: list[Sample], lr: float, fa_weight: float, target: str = "noisy"
+) -> float:
+    """One optimisation step on ``samples`` at learning rate ``lr``, the L1 error measured
+    against ``target`` (a key of ``TARGETS``); returns the loss."""
     model.train()
     outputs = raw_output(model, encode(model, samples), samples)
     errors = []
     for o, s in zip(outputs, samples, strict=True):
-        error = (o - s.target).abs().mean()
+        error = (o - getattr(s, TARGETS[target])).abs().mean()
         errors.append(error + fa_weight * fa_error(o, s) if fa_weight else error)
     loss = torch.stack(errors).mean()
     optimizer.zero_grad(set_to_none=True)
@@ -289,7 +301,9 @@ def train_qspace(
             writer.writerow(LOG_COLUMNS)
         for step, batch in zip(bar, batches, strict=True):
             samples = [on_device(s, run_device) for s in batch]
-            loss = optimise(model, optimizer, samples, config.learning_rate(step), config.fa_weight)
+            loss = optimise(
+                model, optimizer, samples, config.learning_rate(step), config.fa_weight, config.target
+            )
             bar.set_postfix(loss=f"{loss:.4f}")
             done = step + 1
             if done % config.checkpoint_every and done != config.steps:

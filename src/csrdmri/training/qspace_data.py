@@ -33,7 +33,7 @@ from csrdmri.dmri.sh import order_for, sh_matrices, sphere_directions
 from csrdmri.models.qspace import shell_input
 from csrdmri.phantom.cohort import draw_subject, subject_t1
 from csrdmri.phantom.params import PhantomParams
-from csrdmri.phantom.signal import brain_signal, head_region
+from csrdmri.phantom.signal import brain_signal, head_region, rician_mean
 from csrdmri.training.tensor_loss import fractional_anisotropy, tensor_pinv
 
 B_RANGE = (500.0, 3000.0)
@@ -79,7 +79,8 @@ class Sample:
     (1, n + 2r, n + 2r, n + 2r) the T1w on the HR patch padded by the anatomy network's radius
     ``r``, or None; ``index`` (Q, 3) int64 the queries' HR voxels in the patch; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
-    ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
+    ``expected`` (Q, K) their expectation over the noise given the noise-free signal (the Rician
+    mean: the same optimum for a squared loss, without the noise's variance), ``cubic`` (Q, K) their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0,
     ``fa`` (Q,) the FA of the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
     the shell's directions, ``tensor`` (6, K) its tensor fit
     (:func:`~csrdmri.training.tensor_loss.tensor_pinv`) — all intensities divided by the LR mean
@@ -90,6 +91,7 @@ class Sample:
     t1: np.ndarray | None
     coords: np.ndarray
     target: np.ndarray
+    expected: np.ndarray
     cubic: np.ndarray
     s0: np.ndarray
     fa: np.ndarray
@@ -187,6 +189,8 @@ def draw_sample(
     index = tuple(picked.T)
     scale = float(np.mean(b0[lr_mask]))
     pinv = tensor_pinv(bvalue, directions)
+    sigma = subject.params.s0_wm / snr
+    expected = np.where(subject.head[box][index][:, None], rician_mean(clean[index][:, n_b0:], sigma), 0.0)
     clean = torch.from_numpy(clean[index])
     fa = fractional_anisotropy(clean[:, n_b0:], clean[:, :n_b0].mean(dim=-1), torch.from_numpy(pinv))
     cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
@@ -200,6 +204,7 @@ def draw_sample(
         t1,
         coords.astype(np.float32),
         hr[index][:, n_b0:] / scale,
+        (expected / scale).astype(np.float32),
         cubic.astype(np.float32),
         s0.astype(np.float32),
         fa.numpy(),
