@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error
+from conftest import TINY_INR, assert_user_error
 from conftest import run as run_cli
 from test_qspace import TINY_QSPACE, multishell
 
@@ -91,7 +91,7 @@ def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
     cubic, _ = run(series, Upsampler.load("tricubic"), "off")
     plain, _ = run(series, up, "off")
     with caplog.at_level(logging.WARNING, logger="csrdmri"):
-        guarded, weights = run(series, up, "auto")  # on: a joint model
+        guarded, weights = run(series, up, "on")
     assert min(weights.values()) < 1.0 and "safeguard: the model's correction of the shell" in caplog.text
     gtab = series.gtab
     for b, w in weights.items():
@@ -100,6 +100,33 @@ def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
         unclipped = (plain[..., volumes] > 0) & (cubic[..., volumes] > 0)  # no clip at 0 acted
         np.testing.assert_allclose(guarded[..., volumes][unclipped], expected[unclipped], atol=1e-2)
     np.testing.assert_array_equal(guarded[..., gtab.b0s_mask], cubic[..., gtab.b0s_mask])
+
+
+def test_a_per_volume_model_is_guarded_on_its_one_shell(series, tmp_path, caplog, monkeypatch):
+    from csrdmri.inference import series as series_module
+
+    torch.manual_seed(0)
+    config = {"architecture": "inr", **TINY_INR, "coord": "local", "residual": True, "use_t1": False}
+    model = build_model(config)
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.05)
+    save_checkpoint(tmp_path / "inr.safetensors", model, {"model": config, "training": {"lr_size": 8}})
+    up = Upsampler.load(str(tmp_path / "inr.safetensors"))
+    cubic, _ = run(series, Upsampler.load("tricubic"), "off")
+    plain, _ = run(series, up, "off")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="csrdmri"):
+        guarded, weights = run(series, up, "on")
+    assert list(weights) == [1000.0]  # not the shell it leaves to cubic
+    assert caplog.text.count("not at b ≈ 1000") == 1  # the checks do not repeat the run's warnings
+    # This random correction earns no weight; the weighting itself, with a weight of 0.4:
+    assert weights[1000.0] == 0.0 and np.array_equal(guarded, cubic)
+    monkeypatch.setattr(series_module, "shell_weights", lambda *args: {1000.0: 0.4})
+    guarded, _ = run(series, up, "on")
+    shell = np.abs(series.gtab.bvals - 1000) < 50
+    expected = np.maximum(cubic + 0.4 * (plain - cubic), 0.0)[..., shell]
+    unclipped = (plain[..., shell] > 0) & (cubic[..., shell] > 0)
+    np.testing.assert_allclose(guarded[..., shell][unclipped], expected[unclipped], atol=1e-2)
+    np.testing.assert_array_equal(guarded[..., ~shell], cubic[..., ~shell])
 
 
 def test_upsample_records_the_weights_and_warns(series, tmp_path):
@@ -131,12 +158,12 @@ def test_the_evaluation_records_the_weights(series, tmp_path):
     assert "safeguard" not in case.methods["tricubic"].summary()
 
 
-def test_auto_guards_the_joint_model_only_and_bad_values_are_refused(tmp_path, small_dwi):
+def test_every_model_is_guarded_by_default_and_bad_values_are_refused(tmp_path, small_dwi):
     joint, tricubic = scaled_model(tmp_path, 1.0), Upsampler.load("tricubic")
     per_volume = Upsampler.load("csr-dmri-cpu")
-    assert [guards(up, Options()) for up in (joint, per_volume, tricubic)] == [True, False, False]
-    assert guards(per_volume, Options(safeguard="on")) and not guards(joint, Options(safeguard="off"))
+    assert [guards(up, Options()) for up in (joint, per_volume, tricubic)] == [True, True, False]
+    assert not any(guards(up, Options(safeguard="off")) for up in (joint, per_volume))
     bad = run_cli(
-        "upsample", small_dwi, "--scale", "2", "--safeguard", "maybe", "--out", tmp_path / "o.nii.gz"
+        "upsample", small_dwi, "--scale", "2", "--safeguard", "auto", "--out", tmp_path / "o.nii.gz"
     )
-    assert_user_error(bad, "safeguard must be one of auto, on, off")
+    assert_user_error(bad, "safeguard must be one of on, off")

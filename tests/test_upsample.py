@@ -94,7 +94,9 @@ def test_tiles_need_room_beside_the_halo():
 def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     subject = small_cohort / "phantom001"  # HCP layout: the T1w is found in the folder
     out, base = tmp_path / "sr.nii.gz", tmp_path / "tricubic.nii.gz"
-    result = run("upsample", subject, "--scale", "1.5", "--model", checkpoint, "--out", out)
+    # A random model: the safeguard (tests/test_safeguard.py) would rightly give it no weight.
+    model = ["--model", checkpoint, "--safeguard", "off"]
+    result = run("upsample", subject, "--scale", "1.5", *model, "--out", out)
     assert result.exit_code == 0, result.output
     assert run("upsample", subject, "--scale", "1.5", "--model", "tricubic", "--out", base).exit_code == 0
     sr, tri = nib.load(out), nib.load(base)
@@ -120,7 +122,7 @@ def test_model_upsample_of_a_subject(small_cohort, checkpoint, tmp_path):
     np.testing.assert_allclose(a[corner], b[corner], rtol=1e-6)
     # Tiling does not change the result; --outside zero zeroes what lies outside the mask.
     tiled = tmp_path / "tiled.nii.gz"
-    args = ["--scale", "1.5", "--model", checkpoint, "--tile", "60", "--outside", "zero", "--out", tiled]
+    args = ["--scale", "1.5", *model, "--tile", "60", "--outside", "zero", "--out", tiled]
     assert run("upsample", subject, *args).exit_code == 0
     c = nib.load(tiled).get_fdata(dtype=np.float32)
     inside = (c != 0).any(axis=-1)  # the decoded region (outside it: zeros)

@@ -69,7 +69,7 @@ def bids(
     margin: MarginOpt = 2,
     outside: OutsideOpt = "tricubic",
     consistency: ConsistencyOpt = "off",
-    safeguard: SafeguardOpt = "auto",
+    safeguard: SafeguardOpt = "on",
     adapt_steps: AdaptStepsOpt = 0,
     seed: SeedOpt = 0,
     max_output_gb: MaxOutputOpt = 64.0,

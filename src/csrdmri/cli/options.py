@@ -55,8 +55,7 @@ SafeguardOpt = Annotated[
         help="Weigh the model's correction of each shell by how much it helps on the input "
         "itself, degraded once more by the scale, tricubically and in k-space (the smaller "
         "weight: 0 is cubic, 1 the model; in the sidecar, and a warning when below 1); about "
-        "2/scale³ more time. 'auto' (on with the joint "
-        "q-space model, off for per-volume models), 'on' or 'off'."
+        "2/scale³ more time. 'on' (the default, with every model) or 'off'."
     ),
 ]
 AdaptStepsOpt = Annotated[

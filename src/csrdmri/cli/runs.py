@@ -157,10 +157,8 @@ def evaluate(
     ] = "off",
     safeguard: Annotated[
         str,
-        typer.Option(
-            help="`upsample --safeguard` of every model (whole volumes and real scans): auto, on or off."
-        ),
-    ] = "auto",
+        typer.Option(help="`upsample --safeguard` of every model (whole volumes and real scans): on or off."),
+    ] = "on",
     slab: Annotated[
         int | None,
         typer.Option(

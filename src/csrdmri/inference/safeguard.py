@@ -1,5 +1,5 @@
 """The safeguard (beyond the paper): how much of a model's correction to trust, checked on the
-input itself (with the joint q-space model by default, ``--safeguard auto``).
+input itself (on by default with every model, ``--safeguard on``).
 
 Before super-resolving, the input is degraded once more by the same scale and brought back to
 its own grid twice: by cubic interpolation and by the model. Per shell, the weight ``α ∈ [0, 1]``
@@ -23,13 +23,17 @@ model and cubic once more at the input's size (about ``1/s³`` of the output's v
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 
 from csrdmri.core.degrade import Degradation
+from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.degraded import degrade_series
+from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.upsampler import Options, Upsampler
@@ -42,20 +46,26 @@ CHECK_OPERATORS: tuple[Degradation, ...] = ("tricubic", "kspace")
 
 
 def guards(up: Upsampler, options: Options) -> bool:
-    """Whether the safeguard runs for ``up`` under ``options.safeguard`` (``auto``: with the
-    joint q-space model)."""
-    if up.model is None or options.safeguard == "off":
-        return False
-    return options.safeguard == "on" or up.joint
+    """Whether the safeguard runs for ``up`` under ``options.safeguard`` (tricubic has no
+    correction to weigh)."""
+    return up.model is not None and options.safeguard == "on"
 
 
 def shell_weights(
     series: DWISeries, grid: TargetGrid, up: Upsampler, scan: PreparedScan, options: Options
 ) -> dict[float, float]:
-    """Per shell with enough directions for an SH fit (b-value, s/mm²), the weight of the
-    model's correction when ``series`` is super-resolved onto ``grid``: the smallest
-    :func:`check_weights` over ``CHECK_OPERATORS`` (module docstring)."""
-    checks = [check_weights(series, grid, up, scan, options, operator) for operator in CHECK_OPERATORS]
+    """Per shell the model corrects (:func:`corrected_shells`), the weight of its correction
+    when ``series`` is super-resolved onto ``grid``: the smallest :func:`check_weights` over
+    ``CHECK_OPERATORS`` (module docstring)."""
+    try:
+        checks = [check_weights(series, grid, up, scan, options, operator) for operator in CHECK_OPERATORS]
+    except InputError as error:  # e.g. too small an input: once more degraded, no brain is left
+        log.warning(
+            "safeguard: the model could not be checked on this input degraded once more (%s): "
+            "its correction is left out (cubic interpolation); --safeguard off applies it unchecked",
+            error,
+        )
+        return dict.fromkeys(corrected_shells(series, up), 0.0)
     weights = {b: min(check[b] for check in checks) for b in checks[0]}
     for bvalue, weight in weights.items():
         if weight < 1.0:
@@ -68,6 +78,28 @@ def shell_weights(
     return weights
 
 
+def corrected_shells(series: DWISeries, up: Upsampler) -> dict[float, np.ndarray]:
+    """Per shell the model corrects (b-value, s/mm²), its acquired volumes: each shell of the
+    joint model's plan (enough directions for an SH fit), or a per-volume model's b ≈ 1000
+    volumes, however few."""
+    if up.joint:
+        return {b: inputs for b, (inputs, _) in OutputPlan.build(series.gtab).shells.items()}
+    return {DEFAULT_SHELL: shell_indices(series.gtab, DEFAULT_SHELL)}
+
+
+@contextmanager
+def said_once() -> Iterator[None]:
+    """Within, the inference modules log errors only: the checks would repeat what the output's
+    own run says (shells left to cubic, SH orders)."""
+    logger = logging.getLogger("csrdmri.inference")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def check_weights(
     series: DWISeries,
     grid: TargetGrid,
@@ -76,24 +108,25 @@ def check_weights(
     options: Options,
     degradation: Degradation,
 ) -> dict[float, float]:
-    """Per shell, the least-squares weight ``α`` of the model's correction on ``series``
-    degraded once more by ``grid``'s scales with ``degradation`` (module docstring)."""
+    """Per shell the model corrects, the least-squares weight ``α`` of its correction on
+    ``series`` degraded once more by ``grid``'s scales with ``degradation`` (module docstring)."""
     from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales, degradation)
     t1 = scan.t1_source if up.reads_t1 else None
     coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None, t1_transform=scan.t1_transform)
-    shells = OutputPlan.build(series.gtab).shells
-    volumes = sorted(int(v) for inputs, _ in shells.values() for v in inputs)
+    shells = corrected_shells(series, up)
+    volumes = sorted(int(v) for inputs in shells.values() for v in inputs)
     runs = {}
     quiet = replace(options, consistency="off", safeguard="off")
     for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
         out = new_output((*series.shape, series.data.shape[3]))
-        upsample_series(coarse, back, method, out, prepared, quiet)
+        with said_once():
+            upsample_series(coarse, back, method, out, prepared, quiet)
         runs[name] = out[scan.mask][:, volumes]
     acquired = series.data[scan.mask][:, volumes]
     weights = {}
-    for bvalue, (inputs, _) in shells.items():
+    for bvalue, inputs in shells.items():
         columns = np.searchsorted(volumes, inputs)
         cubic = runs["cubic"][:, columns].astype(np.float64)
         d = runs["model"][:, columns] - cubic

@@ -151,7 +151,6 @@ def upsample_series(
         # HR voxels whose nearest LR voxel is normalised: where the model is decoded.
         where = resample((reciprocal > 0).astype(np.float32), grid.shape, order=0) > 0.5
     shell_weight = shell_weights(series, grid, up, scan, options) if guards(up, options) else {}
-    weight = {int(v): shell_weight.get(b, 1.0) for b, (_, outputs) in plan.shells.items() for v in outputs}
     per_volume = up.model is not None and not up.joint
     for v in tqdm(range(len(plan.weights)), desc=f"upsampling ({up.name})", unit="vol", disable=None):
         volume = plan.volume(series.data, v)
@@ -171,7 +170,7 @@ def upsample_series(
                 ratio = resample(x, grid.shape, box=box)[selected]
                 s0_hr = np.maximum(resample(scan.b0, grid.shape, box=box)[selected], 0.0)
                 block = out[(*box, v)]  # a view: writes go to ``out``
-                correction = weight.get(v, 1.0) * s0_hr * (prediction - ratio)
+                correction = shell_weight.get(DEFAULT_SHELL, 1.0) * s0_hr * (prediction - ratio)
                 block[selected] = np.maximum(block[selected] + correction, 0.0)
     if up.joint:
         correct_shells(grid, up, out, scan, plan, where, reciprocal, options, shell_weight)

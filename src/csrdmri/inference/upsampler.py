@@ -16,9 +16,8 @@ from csrdmri.inference.tiling import CHUNK, TILE
 from csrdmri.models.checkpoint import find_checkpoint, load_model
 
 OUTSIDE = ("tricubic", "zero")
-#: ``--safeguard`` choices (inference.safeguard): ``auto`` is on for the joint q-space model (where
-#: it is measured, docs/results.md) and off for per-volume models.
-SAFEGUARD = ("auto", "on", "off")
+#: ``--safeguard`` choices (inference.safeguard): on (the default, with every model) or off.
+SAFEGUARD = ("on", "off")
 #: ``--precision`` choices: ``auto`` is bf16 for the joint model where the hardware computes it
 #: (inference.precision.resolve_precision), else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -94,7 +93,7 @@ class Options:
     margin: int = 2  # LR voxels by which the brain mask is dilated
     outside: str = "tricubic"  # what the output holds outside the dilated mask
     consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
-    safeguard: str = "auto"  # weigh the model's correction by a check on the input (inference.safeguard)
+    safeguard: str = "on"  # weigh the model's correction by a check on the input (inference.safeguard)
 
     def __post_init__(self) -> None:
         if self.consistency not in CONSISTENCY:
