@@ -10,9 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_INR, assert_user_error
+from conftest import assert_user_error
 from conftest import run as run_cli
 from test_qspace import TINY_QSPACE, multishell
+from test_upsample import tiny_model
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
@@ -105,10 +106,7 @@ def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):
 def test_a_per_volume_model_is_guarded_on_its_one_shell(series, tmp_path, caplog, monkeypatch):
     from csrdmri.inference import series as series_module
 
-    torch.manual_seed(0)
-    config = {"architecture": "inr", **TINY_INR, "coord": "local", "residual": True, "use_t1": False}
-    model = build_model(config)
-    torch.nn.init.normal_(model.decoder.head.weight, std=0.05)
+    model, config = tiny_model(use_t1=False)
     save_checkpoint(tmp_path / "inr.safetensors", model, {"model": config, "training": {"lr_size": 8}})
     up = Upsampler.load(str(tmp_path / "inr.safetensors"))
     cubic, _ = run(series, Upsampler.load("tricubic"), "off")
