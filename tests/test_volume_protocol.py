@@ -15,6 +15,7 @@ from csrdmri.dmri.degraded import degrade_series
 from csrdmri.dmri.dti import dti_errors, tensor_maps
 from csrdmri.dmri.preprocess import b0_indices, series_mask, shell_indices
 from csrdmri.evaluation.patch_protocol import parse_methods
+from csrdmri.evaluation.tables import dti_table
 from csrdmri.evaluation.volume_protocol import (
     central_slab,
     own_ratio,
@@ -128,7 +129,8 @@ def test_tricubic_scores_equal_a_computation_by_hand(small_cohort):
     # truth scores as the truth.
     with np.errstate(divide="ignore"):  # the noise ceiling, the truth against itself, is infinite
         (again,) = volume_protocol("s", series, parse_methods("tricubic"), [2.0], reference=series.data)
-    assert again.ceiling == np.inf
+    assert again.ceiling == np.inf and again.ceiling_dti["fa_mae_brain"] == 0 and case.ceiling_dti is None
+    assert "| s | 2× | noise-free signal | 0.0000 |" in dti_table([again])
     rescored = again.methods["tricubic"]
     assert rescored.psnr == scores.psnr and rescored.clean_psnr == pytest.approx(scores.raw_psnr)
     assert rescored.clean_dti == pytest.approx(scores.dti) and not scores.clean_dti

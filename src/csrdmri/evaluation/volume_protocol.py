@@ -181,6 +181,7 @@ class VolumeCase:
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it could not run
     raw_range: float = 1.0  # data range of the raw scores (RAW_RANGE percentile of the truth's b0)
     ceiling: float | None = None  # raw PSNR of the noise-free signal against the noisy truth (phantoms)
+    ceiling_dti: dict[str, float] | None = None  # its DTI errors against the noisy truth's (phantoms)
 
 
 def volume_protocol(
@@ -223,6 +224,7 @@ def volume_protocol(
             truth_scan.mask,
             raw_range=raw_range,
             ceiling=noise_ceiling(series, reference, truth_scan.mask, raw_range),
+            ceiling_dti=None if clean is None else dti_errors(truth_maps, clean.maps),
         )
         for label, method in methods.items():
             up = method.at(scale)
