@@ -37,6 +37,28 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "best.safetensors").exists()
 
 
+def test_a_run_whose_decoder_died_stops_with_a_sentence(tmp_path, monkeypatch):
+    from csrdmri.core.errors import InputError
+    from csrdmri.training import qspace
+
+    small = {"steps": 4, "batch": 2, "queries": 64, "lr_size": 8, "subjects": 1, "voxel_size": 3.0}
+    config = qspace.QSpaceConfig(**small, checkpoint_every=2, model=TINY_QSPACE)
+    optimise = qspace.optimise
+
+    def dying(model, *args):
+        loss = optimise(model, *args)
+        with torch.no_grad():  # the last hidden layer's units all inactive: the decoder's bias only
+            model.decoder.hidden[-1].bias.fill_(-1e6)
+        return loss
+
+    monkeypatch.setattr(qspace, "optimise", dying)
+    with pytest.raises(InputError, match="training stopped at step 2: the model's output no longer depends"):
+        qspace.train_qspace(tmp_path / "run", config)
+    assert (tmp_path / "run" / "last.safetensors").exists()
+    monkeypatch.setattr(qspace, "optimise", optimise)  # a healthy run of the same config goes on
+    assert qspace.train_qspace(tmp_path / "healthy", config)
+
+
 def test_batches_simulated_in_worker_processes_train_the_same_model(tmp_path):
     from safetensors.torch import load_file
 

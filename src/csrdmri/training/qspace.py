@@ -177,6 +177,20 @@ def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, f
     }
 
 
+def decoder_responds(model: torch.nn.Module, batches: list[list[Sample]]) -> bool:
+    """Whether the decoder's SH corrections still differ between the queries of ``batches``. A
+    ReLU decoder whose last hidden layer has died (every unit inactive at every query) returns
+    its output bias everywhere, exactly, and no gradient reaches its weights again: the run
+    cannot recover (one run of the shipped recipe did this, docs/results.md rule 6)."""
+    with torch.no_grad():
+        for samples in batches:
+            coords = torch.stack([s.coords for s in samples])
+            corrections = model.decode(encode(model, samples), coords, native_features(model, samples))
+            if bool((corrections != corrections[:, :1]).any()):
+                return True
+    return False
+
+
 def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
     """Model (on ``device``), optimiser and first step: new, or from ``out/last.safetensors``."""
     last = out / "last.safetensors"
@@ -318,4 +332,12 @@ def train_qspace(
             elapsed = time.monotonic() - started
             writer.writerow([done, f"{loss:.5f}", *(f"{v:.5f}" for v in scores.values()), f"{elapsed:.0f}"])
             handle.flush()
+            if not decoder_responds(model, val_batches):
+                raise InputError(
+                    f"training stopped at step {done}: the model's output no longer depends on its input "
+                    "(every unit of the decoder's last layer is inactive, which no gradient can undo); "
+                    f"{out} keeps the run: start again in a new folder with another seed or a lower lr "
+                    "in --config",
+                    "seed",
+                )
     return scores
