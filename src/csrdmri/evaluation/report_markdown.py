@@ -132,7 +132,8 @@ def _cases_section(kind: str, cases: list[VolumeCase], figures: list[CaseFigures
         "",
         f"DTI: DIPY tensor fits (WLS) of the truth and of each output over the same volumes; "
         f"WM = truth FA > {WM_FA}. On phantoms also against the fit of the noise-free signal "
-        "(its own WM): the noisy truth's FA is biased up by its noise.",
+        "(its own WM): the noisy truth's FA is biased up by its noise; the row 'noise-free signal' "
+        "is that fit scored against the noisy truth's, what recovering the anatomy exactly scores.",
         "",
         dti_table(cases),
         "",
