@@ -191,8 +191,9 @@ def test_shipped_weights_load_and_have_a_model_card():
     for name, path in shipped().items():
         model, meta = load_model(path)
         assert path.with_suffix(".md").exists(), f"{name} has no model card"
-        if meta["model"]["architecture"] == "qspace":  # simulated phantom acquisitions, seed 0
-            assert meta["val_gain_db"] > 0 and resolve_method(name).phantoms == {0: 5}
+        if meta["model"]["architecture"] == "qspace":  # simulated phantom subjects + 1 validating
+            seen = {meta["training"]["seed"]: meta["training"]["subjects"] + 1}
+            assert meta["val_gain_db"] > 0 and resolve_method(name).phantoms == seen
             maps = torch.rand(1, 30, 8, 8, 8)
             corrections = model.decode(model.encode(maps, None), torch.zeros(1, 5, 3))
             assert corrections.shape == (1, 5, 28) and not model.uses_t1 and model.optional_t1
