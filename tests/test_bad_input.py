@@ -19,69 +19,26 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, gradients, oblique_affine, run, write_dwi
+from bad_inputs import (
+    CASES,
+    SHAPE,
+    case,
+    dwi_data,
+    dwi_file,
+    rewrite_dwi,
+    set_voxels,
+    tricubic_2x,
+    upsample,
+    write_scan,
+)
+from conftest import assert_user_error, gradients, oblique_affine, run
 from safetensors.torch import load_file, save_file
 
 from csrdmri.io.nifti import file_digest
 from csrdmri.models.checkpoint import find_checkpoint
 
-SHAPE = (16, 14, 12)
 #: The documentation of every case (its table must show what the user sees).
 RELIABILITY = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-
-
-def write_scan(folder: Path, data: np.ndarray | None = None, bvals=None, bvecs=None) -> Path:
-    """A scan folder: dwi.nii.gz (1 b0 + 6 directions, a bright box of "brain" in a dim field),
-    dwi.bval, dwi.bvec and a T1w on the same grid."""
-    if data is None:
-        data = np.full((*SHAPE, 7), 20.0, dtype=np.float32)
-        data[3:13, 3:11, 2:10, 0] = 1000.0
-        data[3:13, 3:11, 2:10, 1:] = 400.0 + 40.0 * np.arange(6)
-    if bvals is None:
-        bvals, bvecs = gradients()
-    write_dwi(folder, data, oblique_affine(), bvals, bvecs)
-    t1 = np.zeros(SHAPE, dtype=np.float32)
-    t1[3:13, 3:11, 2:10] = np.linspace(200.0, 800.0, 10)[:, None, None]
-    nib.save(nib.Nifti1Image(t1, oblique_affine()), folder / "t1w.nii.gz")
-    return folder
-
-
-def upsample(*args) -> list:
-    """``csrdmri upsample`` arguments; the output is always out/sr.nii.gz under the test folder."""
-    return ["upsample", *args, "--out", "out/sr.nii.gz"]
-
-
-def tricubic_2x(path) -> list:
-    """``csrdmri upsample PATH --scale 2 --model tricubic`` (for cases where no model is needed)."""
-    return upsample(path, "--scale", "2", "--model", "tricubic")
-
-
-CASES: dict[str, Callable[[Path], tuple[list, tuple[str, ...]]]] = {}
-
-
-def case(function: Callable[[Path], tuple[list, tuple[str, ...]]]):
-    """Register a case: ``function(scan_folder)`` breaks something and returns the command's
-    arguments and the fragments its error line must contain."""
-    CASES[function.__name__] = function
-    return function
-
-
-def dwi_file(scan: Path) -> Path:
-    return scan / "dwi.nii.gz"
-
-
-def rewrite_dwi(scan: Path, data: np.ndarray) -> None:
-    nib.save(nib.Nifti1Image(data, oblique_affine()), dwi_file(scan))
-
-
-def dwi_data(scan: Path) -> np.ndarray:
-    return np.asarray(nib.load(dwi_file(scan)).dataobj, dtype=np.float32)
-
-
-def set_voxels(scan: Path, index: tuple, value: float) -> None:
-    data = dwi_data(scan)
-    data[index] = value
-    rewrite_dwi(scan, data)
 
 
 @case
@@ -436,77 +393,3 @@ def test_the_documentation_lists_every_case():
     rows = [line for line in RELIABILITY.read_text().splitlines() if re.match(r"\| \d+ \| ", line)]
     numbers = [int(row.split("|")[1]) for row in rows]
     assert numbers == list(range(1, len(CASES) + 1)), "docs/reliability.md: one numbered row per case"
-
-
-# Legal but unusual input: accepted, with a warning where the user should know.
-
-
-def upsampled(scan: Path, name: str, *args) -> tuple[np.ndarray, Path]:
-    """``scan`` upsampled 2× by the default model (or ``args``' one), without the safeguard:
-    its weight depends on the whole series, and these tests compare the model's output."""
-    out = scan.parent / name / "sr.nii.gz"
-    result = run("upsample", scan, "--scale", "2", "--safeguard", "off", "--out", out, *args)
-    assert result.exit_code == 0, result.output
-    return nib.load(out).get_fdata(dtype=np.float32), out
-
-
-@pytest.fixture
-def reference(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A clean scan, and its upsampling by the default model and by tricubic."""
-    scan = write_scan(tmp_path / "clean")
-    return scan, upsampled(scan, "model")[0], upsampled(scan, "tricubic", "--model", "tricubic")[0]
-
-
-def test_qform_unlike_sform_uses_the_sform_with_a_warning(reference, tmp_path, caplog):
-    scan, expected, _ = reference
-    img = nib.load(dwi_file(scan))
-    img = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
-    img.set_qform(oblique_affine(angles=(0.0, 0.0, 0.0)), code=1)
-    nib.save(img, dwi_file(scan))
-    got, out = upsampled(scan, "qform")
-    assert "qform and sform differ" in caplog.text
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-3)
-    np.testing.assert_allclose(nib.load(out).get_qform(), nib.load(out).get_sform(), atol=1e-5)
-
-
-def test_int16_data_with_scaling_reads_as_its_scaled_values(reference, tmp_path):
-    scan, expected, _ = reference
-    data = dwi_data(scan)  # multiples of 2 plus 10: exact as int16 × 2 + 10
-    img = nib.Nifti1Image(((data - 10.0) / 2.0).astype(np.int16), oblique_affine())
-    img.header.set_slope_inter(2.0, 10.0)
-    nib.save(img, dwi_file(scan))
-    np.testing.assert_allclose(upsampled(scan, "int16")[0], expected, rtol=1e-6, atol=1e-3)
-
-
-def test_b_vectors_off_unit_length_are_normalised_with_a_warning(reference, tmp_path, caplog):
-    scan, expected, _ = reference
-    bvals, bvecs = gradients()
-    np.savetxt(scan / "dwi.bvec", 1.5 * bvecs.T, fmt="%.6f")
-    got, out = upsampled(scan, "bvec")
-    assert "6 b-vectors" in caplog.text and "normalised" in caplog.text
-    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bvec")).T, bvecs, atol=1e-6)
-    np.testing.assert_allclose(np.loadtxt(out.with_name("sr.bval")), bvals)
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-3)
-
-
-def test_volumes_of_another_shell_are_upsampled_tricubically_with_a_warning(reference, tmp_path, caplog):
-    scan, expected, tricubic = reference
-    bvals = gradients()[0]
-    bvals[6] = 2000.0
-    np.savetxt(scan / "dwi.bval", bvals[None], fmt="%g")
-    got, out = upsampled(scan, "shells")
-    assert "1 diffusion-weighted volumes are not at b ≈ 1000" in caplog.text
-    np.testing.assert_allclose(got[..., 6], tricubic[..., 6], rtol=1e-6, atol=1e-3)
-    np.testing.assert_allclose(got[..., :6], expected[..., :6], rtol=1e-6, atol=1e-3)
-    assert not np.allclose(expected[..., 6], tricubic[..., 6], atol=1e-2)  # the model acts on b = 1000
-    assert json.loads(out.with_name("sr.json").read_text())["model_volumes"] == [1, 2, 3, 4, 5]
-
-
-def test_trailing_singleton_dimensions_are_squeezed(reference, tmp_path):
-    scan, expected, _ = reference
-    rewrite_dwi(scan, dwi_data(scan)[..., None])  # (X, Y, Z, V, 1)
-    t1 = nib.load(scan / "t1w.nii.gz")
-    nib.save(
-        nib.Nifti1Image(np.asarray(t1.dataobj)[..., None], t1.affine), scan / "t1w.nii.gz"
-    )  # (X, Y, Z, 1)
-    np.testing.assert_allclose(upsampled(scan, "squeezed")[0], expected, rtol=1e-6, atol=1e-3)
