@@ -207,6 +207,9 @@ def volume_protocol(
     truth_maps = tensor_maps(series.data, series.gtab, truth_scan.mask)
     raw_range = float(np.percentile(truth_scan.b0[truth_scan.mask], RAW_RANGE))
     clean = NoiseFree.of(reference, series.gtab, truth_scan.mask)
+    # What the noise-free signal itself scores against the noisy truth: the same at every scale.
+    ceiling = noise_ceiling(series, reference, truth_scan.mask, raw_range)
+    ceiling_dti = None if clean is None else dti_errors(truth_maps, clean.maps)
     cases = []
     for scale in scales:
         lr, grid = degrade_series(series, scale, degradation)
@@ -223,8 +226,8 @@ def volume_protocol(
             scan.ratio(volumes[:1])[..., 0],
             truth_scan.mask,
             raw_range=raw_range,
-            ceiling=noise_ceiling(series, reference, truth_scan.mask, raw_range),
-            ceiling_dti=None if clean is None else dti_errors(truth_maps, clean.maps),
+            ceiling=ceiling,
+            ceiling_dti=ceiling_dti,
         )
         for label, method in methods.items():
             up = method.at(scale)
