@@ -52,7 +52,7 @@ def test_a_run_whose_decoder_died_stops_with_a_sentence(tmp_path, monkeypatch):
         return loss
 
     monkeypatch.setattr(qspace, "optimise", dying)
-    with pytest.raises(InputError, match="training stopped at step 2: the model's output no longer depends"):
+    with pytest.raises(InputError, match="training stopped at step 2: the model.s output hardly depends"):
         qspace.train_qspace(tmp_path / "run", config)
     assert (tmp_path / "run" / "last.safetensors").exists()
     monkeypatch.setattr(qspace, "optimise", optimise)  # a healthy run of the same config goes on
@@ -102,6 +102,9 @@ def test_a_resumed_run_takes_new_options_and_decays_over_its_new_length():
     assert QSpaceConfig(steps=100, lr=1e-3).learning_rate(100) == pytest.approx(1e-4)
     assert config.learning_rate(100) == pytest.approx(1e-4 + 9e-4 / 2)
     assert config.learning_rate(0) == pytest.approx(1e-3)
+    warm = QSpaceConfig(steps=100, lr=1e-3, warmup=10)  # linear to lr over 10 steps, then the cosine
+    assert [warm.learning_rate(s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert warm.learning_rate(10) == QSpaceConfig(steps=100, lr=1e-3).learning_rate(10)
 
 
 def test_kspace_share_of_the_training_samples(monkeypatch):
