@@ -50,7 +50,7 @@ from csrdmri.training.tensor_loss import fractional_anisotropy
 
 VALIDATION_SAMPLES = 24
 #: A run stops when fewer than this share of its decoder's last hidden units respond to any
-#: validation query (healthy runs: 92-98 %; the two that died: 0-2 %, docs/training.md).
+#: validation query (healthy runs: 92-98 %; three that died: 0-2 %, docs/training.md).
 MIN_ALIVE = 1 / 8
 #: What the training loss compares the output with (Sample's fields: ``target`` is "noisy").
 TARGETS = {"noisy": "target", "expected": "expected"}
@@ -191,7 +191,7 @@ def decoder_alive(model: torch.nn.Module, batches: list[list[Sample]]) -> float:
     """The share of the decoder's last hidden units that are active (> 0) at one query of
     ``batches`` at least. A ReLU unit inactive at every query gets no gradient and stays so; a
     decoder whose last layer has (almost) all died returns (almost) its output bias
-    everywhere, and the run cannot recover (two runs of the shipped recipe did this,
+    everywhere, and the run cannot recover (three runs of the shipped recipe did this,
     docs/results.md rules 6 and 7)."""
     last = model.decoder.hidden[-1]
     active = torch.zeros(last.out_features, dtype=torch.bool, device=last.weight.device)
