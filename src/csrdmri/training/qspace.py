@@ -30,8 +30,9 @@ import math
 import multiprocessing
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -187,12 +188,13 @@ def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, f
     }
 
 
-def decoder_alive(model: torch.nn.Module, batches: list[list[Sample]]) -> float:
-    """The share of the decoder's last hidden units that are active (> 0) at one query of
-    ``batches`` at least. A ReLU unit inactive at every query gets no gradient and stays so; a
-    decoder whose last layer has (almost) all died returns (almost) its output bias
-    everywhere, and the run cannot recover (three runs of the shipped recipe did this,
-    docs/results.md rules 6 and 7)."""
+@contextmanager
+def decoder_activity(model: torch.nn.Module) -> Iterator[torch.Tensor]:
+    """Within the block, records which of the decoder's last hidden units are active (> 0) at
+    one query at least of what the model decodes; yields that mask (last layer's width,) bool.
+    A ReLU unit inactive at every query gets no gradient and stays so; a decoder whose last
+    layer has (almost) all died returns (almost) its output bias everywhere, and the run cannot
+    recover (three runs of the shipped recipe did this, docs/results.md rules 6 and 7)."""
     last = model.decoder.hidden[-1]
     active = torch.zeros(last.out_features, dtype=torch.bool, device=last.weight.device)
 
@@ -201,13 +203,9 @@ def decoder_alive(model: torch.nn.Module, batches: list[list[Sample]]) -> float:
 
     hook = last.register_forward_hook(record)
     try:
-        with torch.no_grad():
-            for samples in batches:
-                coords = torch.stack([s.coords for s in samples])
-                model.decode(encode(model, samples), coords, native_features(model, samples))
+        yield active
     finally:
         hook.remove()
-    return float(active.float().mean())
 
 
 def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
@@ -342,7 +340,8 @@ def train_qspace(
             if done % config.checkpoint_every and done != config.steps:
                 continue
             model.eval()
-            scores = validate(model, val_batches)
+            with decoder_activity(model) as active:  # read from validation's own decoding
+                scores = validate(model, val_batches)
             meta = {"model": config.model, "training": asdict(config), "step": done, **scores}
             if scores["val_gain_db"] > best:
                 best = scores["val_gain_db"]
@@ -351,7 +350,7 @@ def train_qspace(
             elapsed = time.monotonic() - started
             writer.writerow([done, f"{loss:.5f}", *(f"{v:.5f}" for v in scores.values()), f"{elapsed:.0f}"])
             handle.flush()
-            alive = decoder_alive(model, val_batches)
+            alive = float(active.float().mean())
             if alive < MIN_ALIVE:
                 raise InputError(
                     f"training stopped at step {done}: the model's output hardly depends on its input any "
