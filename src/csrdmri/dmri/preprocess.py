@@ -192,6 +192,15 @@ def resample_image(
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
+def relative_b0(b0: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean b0 (X, Y, Z) as a fraction of its median inside the brain ``mask``, floor 0,
+    float32: its contrast without the scanner's arbitrary scale."""
+    level = float(np.median(b0[mask])) if mask.any() else 0.0
+    if level <= 0:
+        raise InputError("the mean b0 is not positive inside the brain mask; cannot normalise it")
+    return np.maximum(b0 / level, 0.0).astype(np.float32)
+
+
 def normalise_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Robust T1w intensity normalisation inside the brain: 1st→0, 99th percentile→1, floor 0."""
     lo, hi = np.percentile(t1[mask], [1, 99])

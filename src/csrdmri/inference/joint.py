@@ -5,7 +5,8 @@ For each diffusion-weighted shell with at least ``MIN_DIRECTIONS`` directions
 
 1. S/S0 of its K volumes (1/S0 of the :class:`~csrdmri.dmri.scan.PreparedScan`) is fitted by
    real symmetric SH (order from K, Laplace–Beltrami regularised) on the LR grid;
-2. the model (:mod:`csrdmri.models.qspace`) turns those maps (+ b-value, order, and the T1w
+2. the model (:mod:`csrdmri.models.qspace`) turns those maps (+ b-value, order, the relative
+   mean b0 for a model that reads it, and the T1w
    when there is one, on the LR grid and — for a model that reads it there — on the HR grid,
    :func:`native_t1`) into SH corrections Δc at every HR voxel of the dilated mask, tile by
    tile (:func:`csrdmri.inference.tiling.predict_tiles`);
@@ -25,7 +26,7 @@ import torch
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
-from csrdmri.dmri.preprocess import t1_on_grid
+from csrdmri.dmri.preprocess import relative_b0, t1_on_grid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import MAX_ORDER, MIN_DIRECTIONS, n_coefficients, order_for, sh_matrices, unit_directions
 from csrdmri.inference.plan import OutputPlan
@@ -83,12 +84,13 @@ def correct_shells(
             MIN_DIRECTIONS,
         )
     native = native_t1(up.model, scan, grid) if plan.shells else None
+    b0 = relative_b0(scan.b0, scan.mask) if getattr(up.model, "reads_b0", False) else None
     for bvalue, (inputs, outputs) in plan.shells.items():
         order = order_for(len(inputs))
         fit, _ = sh_matrices(unit_directions(scan.gtab.bvecs[inputs]), order)
         _, basis = sh_matrices(unit_directions(plan.gtab.bvecs[outputs]), order)
         log.info("shell b = %g s/mm²: %d directions, SH order %d", bvalue, len(inputs), order)
-        maps = shell_input(shell_coefficients(scan, inputs, fit, reciprocal), bvalue, order)
+        maps = shell_input(shell_coefficients(scan, inputs, fit, reciprocal), bvalue, order, b0)
         blocks = predict_tiles(
             up.model,
             maps,

@@ -2,8 +2,10 @@
 
 Per shell, the encoder (an RDN) reads the LR S/S0 as real symmetric SH coefficient maps
 (:mod:`csrdmri.dmri.sh`, 28 channels, orders above the shell's 0) with constant maps of the
-b-value (/1000 s/mm²) and of the SH order (/6), plus the T1w on the LR grid and a map saying
-whether there is one (zeros without a T1w: one model for both, trained with T1w dropout). The
+b-value (/1000 s/mm²) and of the SH order (/6) — with ``b0_channel``, also the mean b0 as a
+fraction of its brain median (:func:`csrdmri.dmri.preprocess.relative_b0`: where the S0 edges
+that cubic interpolation blurs are) — plus the T1w on the LR grid and a map saying whether
+there is one (zeros without a T1w: one model for both, trained with T1w dropout). The
 decoder, an MLP of [latent sampled trilinearly at the query, the query's offset from its
 nearest LR voxel (LIIF's local code)], returns 28 SH coefficients Δc of the *correction* of the
 cubic interpolation, in S/S0. With ``t1_features > 0`` the decoder also reads features of the
@@ -37,11 +39,16 @@ T1_CHANNELS = 2
 B_UNIT = 1000.0
 
 
-def shell_input(coefficients: np.ndarray, bvalue: float, order: int) -> np.ndarray:
+def shell_input(
+    coefficients: np.ndarray, bvalue: float, order: int, b0: np.ndarray | None = None
+) -> np.ndarray:
     """The encoder's input of one shell: ``coefficients`` (28, X, Y, Z) of the LR S/S0, with the
-    b-value and order maps appended -> (30, X, Y, Z) float32."""
+    b-value and order maps appended -> (30, X, Y, Z) float32; with ``b0`` (X, Y, Z), the relative
+    mean b0, for a model with a b0 channel, after them -> (31, X, Y, Z)."""
     shape = coefficients.shape[1:]
     maps = [np.full(shape, bvalue / B_UNIT, np.float32), np.full(shape, order / MAX_ORDER, np.float32)]
+    if b0 is not None:
+        maps.append(np.asarray(b0, np.float32))
     return np.concatenate([coefficients.astype(np.float32, copy=False), np.stack(maps)])
 
 
@@ -58,6 +65,8 @@ class QSpaceINR(nn.Module):
     t1_features : int
         Features of the T1w at the output resolution given to the decoder (0: none, the T1w
         is read on the LR grid only, as in the paper).
+    b0_channel : bool
+        Whether the encoder also reads the relative mean b0 (:func:`shell_input`).
     """
 
     uses_t1 = False  # a T1w is not required ...
@@ -77,10 +86,12 @@ class QSpaceINR(nn.Module):
         depth: int = 5,
         skip_at: int = 3,
         t1_features: int = 0,
+        b0_channel: bool = False,
     ) -> None:
         super().__init__()
         self.coefficients = n_coefficients(MAX_ORDER)
-        inputs = self.coefficients + CONDITIONING + T1_CHANNELS
+        self.reads_b0 = b0_channel
+        inputs = self.coefficients + CONDITIONING + int(b0_channel) + T1_CHANNELS
         self.encoder = RDN(inputs, latent, g0, growth, blocks, layers)
         self.anatomy = AnatomyCNN(t1_features) if t1_features else None
         decoded = latent + 3 + t1_features
@@ -89,7 +100,7 @@ class QSpaceINR(nn.Module):
         nn.init.zeros_(self.decoder.head.bias)
 
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
-        """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30, X, Y, Z) and the
+        """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30 or 31, X, Y, Z) and the
         T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides."""
         present = torch.ones_like(lr[:, :1]) if t1 is not None else torch.zeros_like(lr[:, :1])
         anatomy = t1 if t1 is not None else torch.zeros_like(lr[:, :1])

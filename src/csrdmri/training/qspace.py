@@ -102,6 +102,11 @@ class QSpaceConfig:
         """HR voxels of T1w context the model's native T1w branch needs (0: it has none)."""
         return RADIUS if self.model.get("t1_features") else 0
 
+    @property
+    def b0_channel(self) -> bool:
+        """Whether the model reads the relative mean b0 (its samples carry it)."""
+        return bool(self.model.get("b0_channel"))
+
     def learning_rate(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): linear from 0 to ``lr`` over ``warmup``
         steps, then a cosine from ``lr`` to ``lr / 10``."""
@@ -156,6 +161,7 @@ def draw_batch(
             config.kspace,
             config.kspace_variants,
             config.radius,
+            config.b0_channel,
         )
         sample = draw_sample(subject, rng, *settings)
         if sample is not None:

@@ -7,7 +7,9 @@ the HR voxel size. The HR patch (n³, n = round(L·s)) is what is scored; the LR
 cubic B-spline downsampling to L³ (the paper's degradation, every volume alike). From it the
 sample carries what inference computes on a scan: the mean b0 and 1/S0 inside the dilated
 mask, the SH fit of the LR S/S0, the cubic upsampling of each DWI and of the mean b0, and the
-T1w downsampled onto the LR grid — and, for a model that reads the T1w at the output resolution
+T1w downsampled onto the LR grid (and, for a model with a b0 channel, the LR mean b0 as a
+fraction of the subject's brain median, its contrast changed at random: :func:`b0_contrast`)
+— and, for a model that reads the T1w at the output resolution
 (:mod:`csrdmri.models.anatomy`), the T1w on the HR patch itself, misregistered and with its
 contrast changed at random (:func:`native_t1`). Everything is drawn from
 ``numpy.random.default_rng([seed, step])``, so a resumed run sees the samples an uninterrupted
@@ -47,6 +49,11 @@ MARGIN = 2  # LR voxels by which the brain mask is dilated (inference's default)
 T1_SHIFT, T1_SHIFT_P = 2, 0.5
 T1_GAMMA = (0.7, 1.4)
 T1_NOISE = (0.0, 0.05)
+#: The relative mean b0 of a model with a b0 channel: multiplied by a factor in ``B0_SCALE``
+#: (its brain median on a scan is not the phantom's) and raised to a power in ``B0_GAMMA``
+#: (scanners' b0 contrast between tissues differs with TE and TR).
+B0_SCALE = (0.9, 1.1)
+B0_GAMMA = (0.8, 1.25)
 
 
 @dataclass
@@ -59,6 +66,7 @@ class SimulatedSubject:
     head: np.ndarray  # (X, Y, Z) bool: where the image carries noise
     t1: np.ndarray  # (X, Y, Z) float32, normalised in the brain
     centres: np.ndarray  # (M, 3) brain voxels patches are centred on
+    b0_level: float  # median noise-free b0 in the brain
 
     @classmethod
     def draw(cls, index: int, seed: int, params: PhantomParams) -> SimulatedSubject:
@@ -68,14 +76,17 @@ class SimulatedSubject:
         rows[mask] = np.arange(int(mask.sum()), dtype=np.int32)
         t1 = normalise_t1(subject_t1(draw, params).astype(np.float32), mask)
         centres = np.argwhere(mask)[::97]
-        return cls(params, draw.tissue(), rows, head_region(mask, params.voxel_size), t1, centres)
+        tissue = draw.tissue()
+        s0 = brain_signal(tissue, params, gradient_table(np.zeros(1), bvecs=np.zeros((1, 3))), slice(None))
+        head = head_region(mask, params.voxel_size)
+        return cls(params, tissue, rows, head, t1, centres, float(np.median(s0)))
 
 
 @dataclass
 class Sample:
     """One simulated LR/HR pair of one shell; arrays float32 unless said otherwise.
 
-    ``inputs`` (30, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``native``
+    ``inputs`` (30 or 31, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``native``
     (1, n + 2r, n + 2r, n + 2r) the T1w on the HR patch padded by the anatomy network's radius
     ``r``, or None; ``index`` (Q, 3) int64 the queries' HR voxels in the patch; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
@@ -137,6 +148,12 @@ def native_t1(subject: SimulatedSubject, box: tuple[slice, ...], radius: int, rn
     return np.maximum(t1 + noise, 0.0)
 
 
+def b0_contrast(relative: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The relative mean b0 with its scale and contrast changed at random (module constants)."""
+    scaled = relative * np.float32(rng.uniform(*B0_SCALE))
+    return np.maximum(scaled, 0.0) ** np.float32(rng.uniform(*B0_GAMMA))
+
+
 def patch_box(subject: SimulatedSubject, n: int, rng: np.random.Generator) -> tuple[slice, ...]:
     """An n³ box around a random brain voxel, inside the subject's grid."""
     centre = subject.centres[rng.integers(len(subject.centres))]
@@ -155,12 +172,15 @@ def draw_sample(
     kspace: float = 0.0,
     variants: bool = False,
     radius: int = 0,
+    with_b0: bool = False,
 ) -> Sample | None:
     """One simulated sample (None when the patch holds too little brain to normalise); its LR
     DWIs made by k-space truncation with probability ``kspace`` (with random apodisation,
     partial Fourier and slice profile if ``variants``), else tricubic
     (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference). With ``radius``
-    > 0, the T1w at the HR patch (:func:`native_t1`) too, the LR one made from it."""
+    > 0, the T1w at the HR patch (:func:`native_t1`) too, the LR one made from it; with
+    ``with_b0``, the relative mean b0 among the inputs (drawn last: the other draws are those
+    of a sample without it)."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
     bvalue, directions, n_b0, snr = draw_protocol(rng)
@@ -181,7 +201,8 @@ def draw_sample(
     order = order_for(k)
     fit, basis = sh_matrices(directions, order)
     ratio = lr[..., n_b0:] * reciprocal[..., None]
-    inputs = shell_input(np.moveaxis(ratio @ fit, -1, 0), bvalue, order)
+    relative = b0 / np.float32(subject.b0_level) if with_b0 else None
+    inputs = shell_input(np.moveaxis(ratio @ fit, -1, 0), bvalue, order, relative)
     where = resample((reciprocal > 0).astype(np.float32), (n,) * 3, order=0) > 0.5
     picked = np.argwhere(where)
     if len(picked) == 0:
@@ -200,6 +221,8 @@ def draw_sample(
     native = native_t1(subject, box, radius, rng) if with_t1 and radius else None
     t1_hr = subject.t1[box] if native is None else native[(slice(radius, radius + n),) * 3]
     t1 = resample(t1_hr, (lr_size,) * 3)[None] if with_t1 else None
+    if with_b0:
+        inputs[-1] = b0_contrast(inputs[-1], rng)
     return Sample(
         inputs,
         t1,
