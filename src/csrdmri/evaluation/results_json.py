@@ -25,7 +25,11 @@ def _case_record(case: VolumeCase) -> dict:
         "raw_data_range": case.raw_range,
         "methods": {label: _scores_record(s) for label, s in case.methods.items()},
         "skipped": case.skipped,
-        "noise_free_signal": {"raw_psnr_mean": case.ceiling, "dti": case.ceiling_dti},
+        "noise_free_signal": {
+            "raw_psnr_mean": case.ceiling,
+            "dti": case.ceiling_dti,
+            "consistent_raw_psnr_mean": case.oracle,
+        },
     }
 
 

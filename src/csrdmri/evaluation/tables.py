@@ -212,6 +212,10 @@ def volume_table(cases: list[VolumeCase]) -> str:
         if case.ceiling is not None:
             gain = f"{case.ceiling - base['raw_psnr_mean']:+.2f}" if base else "–"
             lines.append(f"{head} | noise-free signal | {case.ceiling:.2f} | {gain} | – | – | – |")
+        if case.oracle is not None:
+            gain = f"{case.oracle - base['raw_psnr_mean']:+.2f}" if base else "–"
+            label = "noise-free signal, consistent with the input"
+            lines.append(f"{head} | {label} | {case.oracle:.2f} | {gain} | – | – | – |")
     return "\n".join(lines)
 
 

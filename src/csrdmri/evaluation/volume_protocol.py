@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from dipy.core.gradients import gradient_table
 
+from csrdmri.core.degrade import consistent
 from csrdmri.core.errors import InputError
 from csrdmri.core.metrics import psnr, ssim
 from csrdmri.dmri.degraded import degrade_series
@@ -182,6 +183,7 @@ class VolumeCase:
     raw_range: float = 1.0  # data range of the raw scores (RAW_RANGE percentile of the truth's b0)
     ceiling: float | None = None  # raw PSNR of the noise-free signal against the noisy truth (phantoms)
     ceiling_dti: dict[str, float] | None = None  # its DTI errors against the noisy truth's (phantoms)
+    oracle: float | None = None  # raw PSNR of that signal made consistent with the input (phantoms)
 
 
 def volume_protocol(
@@ -228,6 +230,7 @@ def volume_protocol(
             raw_range=raw_range,
             ceiling=ceiling,
             ceiling_dti=ceiling_dti,
+            oracle=consistent_ceiling(series, reference, lr, degradation, truth_scan.mask, raw_range),
         )
         for label, method in methods.items():
             up = method.at(scale)
@@ -260,6 +263,29 @@ def noise_ceiling(
         return None
     volumes = np.flatnonzero(~series.gtab.b0s_mask)
     return float(np.mean([psnr(series.data[..., v], reference[..., v], mask, raw_range) for v in volumes]))
+
+
+def consistent_ceiling(
+    series: DWISeries,
+    reference: np.ndarray | None,
+    lr: DWISeries,
+    degradation: str,
+    mask: np.ndarray,
+    raw_range: float,
+) -> float | None:
+    """Mean raw PSNR against the noisy ``series`` of the noise-free signal ``reference`` made
+    consistent with the LR input ``lr`` (:func:`csrdmri.core.degrade.consistent` by the operator
+    that made it): the signal with the part of the truth's noise that the input determines put
+    back — the best a method can score against the noisy truth where the noise is Gaussian
+    (its HR detail is the signal's, the rest is the input's). None without a reference."""
+    if reference is None:
+        return None
+    volumes = np.flatnonzero(~series.gtab.b0s_mask)
+    scores = []
+    for v in volumes:
+        projected = consistent(reference[..., v].astype(np.float32), lr.data[..., v], degradation)
+        scores.append(psnr(series.data[..., v], projected, mask, raw_range))
+    return float(np.mean(scores))
 
 
 def score_volume(
