@@ -209,13 +209,11 @@ def volume_table(cases: list[VolumeCase]) -> str:
             lines.append(f"{head} | {label} | {cells} |")
         for label, why in case.skipped.items():
             lines.append(f"{head} | {label} | not run: {why} | – | – | – | – |")
-        if case.ceiling is not None:
-            gain = f"{case.ceiling - base['raw_psnr_mean']:+.2f}" if base else "–"
-            lines.append(f"{head} | noise-free signal | {case.ceiling:.2f} | {gain} | – | – | – |")
-        if case.oracle is not None:
-            gain = f"{case.oracle - base['raw_psnr_mean']:+.2f}" if base else "–"
-            label = "noise-free signal, consistent with the input"
-            lines.append(f"{head} | {label} | {case.oracle:.2f} | {gain} | – | – | – |")
+        consistent = "noise-free signal, consistent with the input"
+        for label, value in (("noise-free signal", case.ceiling), (consistent, case.oracle)):
+            if value is not None:
+                gain = f"{value - base['raw_psnr_mean']:+.2f}" if base else "–"
+                lines.append(f"{head} | {label} | {value:.2f} | {gain} | – | – | – |")
     return "\n".join(lines)
 
 

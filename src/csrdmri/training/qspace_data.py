@@ -18,6 +18,7 @@ one would.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,6 @@ class SimulatedSubject:
     head: np.ndarray  # (X, Y, Z) bool: where the image carries noise
     t1: np.ndarray  # (X, Y, Z) float32, normalised in the brain
     centres: np.ndarray  # (M, 3) brain voxels patches are centred on
-    b0_level: float  # median noise-free b0 in the brain
 
     @classmethod
     def draw(cls, index: int, seed: int, params: PhantomParams) -> SimulatedSubject:
@@ -76,10 +76,13 @@ class SimulatedSubject:
         rows[mask] = np.arange(int(mask.sum()), dtype=np.int32)
         t1 = normalise_t1(subject_t1(draw, params).astype(np.float32), mask)
         centres = np.argwhere(mask)[::97]
-        tissue = draw.tissue()
-        s0 = brain_signal(tissue, params, gradient_table(np.zeros(1), bvecs=np.zeros((1, 3))), slice(None))
-        head = head_region(mask, params.voxel_size)
-        return cls(params, tissue, rows, head, t1, centres, float(np.median(s0)))
+        return cls(params, draw.tissue(), rows, head_region(mask, params.voxel_size), t1, centres)
+
+    @functools.cached_property
+    def b0_level(self) -> float:
+        """The median noise-free b0 in the brain (computed when a b0 channel first needs it)."""
+        b0 = gradient_table(np.zeros(1), bvecs=np.zeros((1, 3)))
+        return float(np.median(brain_signal(self.tissue, self.params, b0, slice(None))))
 
 
 @dataclass
