@@ -42,8 +42,10 @@ def test_the_consistent_volume_degrades_to_the_input_and_is_nearer_the_truth(met
     )
 
 
-@pytest.mark.parametrize("consistency", ["kspace", "image"])
-def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency):
+@pytest.mark.parametrize(
+    ("consistency", "input_noise"), [("kspace", "kept"), ("image", "kept"), ("image", "tensor")]
+)
+def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency, input_noise):
     series = multishell(tmp_path, shells=((1000.0, 8), (2000.0, 15)))
     series = replace(series, data=series.data + 1000)  # the clip at 0 never acts
     grid = TargetGrid.over((*series.shape, 1), series.affine, scale=(2.0, 2.0, 1.5))
@@ -52,7 +54,9 @@ def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency):
         for plan in (OutputPlan.build(series.gtab), OutputPlan.build(series.gtab, np.eye(3))):
             out = new_output((*grid.shape, len(plan.weights)))
             scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
-            upsample_series(series, grid, up, out, scan, Options(consistency=consistency), plan)
+            upsample_series(
+                series, grid, up, out, scan, Options(consistency=consistency, input_noise=input_noise), plan
+            )
             for j in range(out.shape[3]):
                 expected = plan.volume(series.data, j)  # a new direction: the shell's SH fit there
                 degraded = downsample(out[..., j], series.shape, operator)

@@ -49,6 +49,15 @@ ConsistencyOpt = Annotated[
         "moved by the least change that makes its tricubic downsampling equal the input)."
     ),
 ]
+InputNoiseOpt = Annotated[
+    str,
+    typer.Option(
+        help="The input's noise under the data consistency: 'kept' (upsampled like the signal) or "
+        "'tensor' (each input DWI's residual against its shell's tensor fit, upsampled, is taken "
+        "out before the consistency step, so only the part the operator sees comes back). "
+        "Needs --consistency image or kspace."
+    ),
+]
 SafeguardOpt = Annotated[
     str,
     typer.Option(

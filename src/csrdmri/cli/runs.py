@@ -155,6 +155,12 @@ def evaluate(
             "real scans; as `upsample --consistency`): 'off', 'kspace' or 'image'."
         ),
     ] = "off",
+    input_noise: Annotated[
+        str,
+        typer.Option(
+            help="The input's noise under the consistency (as `upsample --input-noise`): 'kept' or 'tensor'."
+        ),
+    ] = "kept",
     safeguard: Annotated[
         str,
         typer.Option(help="`upsample --safeguard` of every model (whole volumes and real scans): on or off."),
@@ -190,7 +196,13 @@ def evaluate(
     from csrdmri.evaluation.report import run_report
     from csrdmri.inference.upsampler import Options
 
-    options = Options(device=device, precision=precision, consistency=consistency, safeguard=safeguard)
+    options = Options(
+        device=device,
+        precision=precision,
+        consistency=consistency,
+        safeguard=safeguard,
+        input_noise=input_noise,
+    )
     request = EvaluationRequest(
         methods=parse_methods(models),
         cohort=data,

@@ -189,6 +189,7 @@ def _protocol_record(
         "angular_kept_directions": request.angular,
         "degradation": request.degradation,
         "consistency": request.options.consistency,
+        "input_noise": request.options.input_noise,
         "safeguard": request.options.safeguard,
         "precision": precision_text(request.options),
         "slab": request.slab,

@@ -79,7 +79,8 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         "",
         f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
         f"Data consistency of the outputs with them (`--consistency`): "
-        f"{results.protocol.get('consistency', 'off')}; safeguard (`--safeguard`): "
+        f"{results.protocol.get('consistency', 'off')}, the input's noise (`--input-noise`) "
+        f"{results.protocol.get('input_noise', 'kept')}; safeguard (`--safeguard`): "
         f"{results.protocol.get('safeguard', 'off')}; precision (`--precision`): "
         f"{results.protocol.get('precision', 'fp32')}.{_slab_text(results.protocol.get('slab'))}",
         "",

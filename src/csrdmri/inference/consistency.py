@@ -18,6 +18,14 @@ rounding — except where the final clip at 0 (magnitude data) acts. When the as
 the one that made the input from a truth, the result is never farther from that truth than the
 output before (an orthogonal projection onto a set holding the truth); with another operator
 there is no such guarantee, which is why it is a choice and measured (docs/results.md).
+
+The input's noise (``--input-noise``, with a consistency operator): upsampling spreads the
+input's noise onto the finer grid like signal, including into the part of the output the
+operator does not see (its null space), where a finer acquisition's own noise is independent of
+it. ``kept`` leaves it there; ``tensor`` first subtracts from each output volume the
+tricubically upsampled residual of the input volume against its shell's tensor fit
+(:mod:`csrdmri.dmri.residual`), so that after the consistency step only the part of that
+residual the operator sees is back — the guarantee above is unchanged.
 """
 
 from __future__ import annotations
@@ -26,19 +34,40 @@ import numpy as np
 from tqdm import tqdm
 
 from csrdmri.core.degrade import consistent
+from csrdmri.core.resample import resample
+from csrdmri.dmri.preprocess import series_mask
+from csrdmri.dmri.residual import tensor_residual
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.io.nifti import DWISeries
 
 #: ``--consistency`` choices -> the degradation operator assumed (None: off).
 CONSISTENCY = {"off": None, "kspace": "kspace", "image": "tricubic"}
+#: ``--input-noise`` choices (module docstring).
+INPUT_NOISE = ("kept", "tensor")
 
 
-def impose_consistency(out: np.ndarray, series: DWISeries, plan: OutputPlan, consistency: str) -> None:
+def impose_consistency(
+    out: np.ndarray,
+    series: DWISeries,
+    plan: OutputPlan,
+    consistency: str,
+    input_noise: str = "kept",
+    mask: np.ndarray | None = None,
+) -> None:
     """Make every output volume of ``out`` (X, Y, Z, V_out) consistent with its input volume on
-    the grid of ``series`` (module docstring), in place, then clip it at 0; nothing for ``"off"``."""
+    the grid of ``series`` (module docstring), in place, then clip it at 0; nothing for ``"off"``.
+    With ``input_noise`` ``"tensor"``, the upsampled tensor residual of the input volume is
+    subtracted first, the tensors fitted inside ``mask`` (X, Y, Z; default: the series' own brain
+    mask, ``dmri.preprocess.series_mask``)."""
     operator = CONSISTENCY[consistency]
     if operator is None:
         return
+    residual = None
+    if input_noise == "tensor":
+        residual = tensor_residual(series, series_mask(series) if mask is None else mask)
     for j in tqdm(range(out.shape[3]), desc=f"data consistency ({consistency})", unit="vol", disable=None):
         lr = plan.volume(series.data, j)
-        out[..., j] = np.maximum(consistent(np.asarray(out[..., j]), lr, operator), 0.0)
+        hr = np.asarray(out[..., j])
+        if residual is not None:
+            hr = hr - resample(plan.volume(residual, j), hr.shape)
+        out[..., j] = np.maximum(consistent(hr, lr, operator), 0.0)

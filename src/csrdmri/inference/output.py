@@ -141,6 +141,7 @@ def write_result(
         "voxel_size_mm": [round(z, 6) for z in grid.zooms],
         "command": " ".join(sys.argv),
         "consistency": options.consistency,
+        "input_noise": options.input_noise,
         "directions": "new: " + ", ".join(f"{len(o)} at b = {b:g}" for b, (_, o) in plan.shells.items())
         if plan.angular
         else "acquired",

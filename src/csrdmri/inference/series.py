@@ -174,7 +174,8 @@ def upsample_series(
                 block[selected] = np.maximum(block[selected] + correction, 0.0)
     if up.joint:
         correct_shells(grid, up, out, scan, plan, where, reciprocal, options, shell_weight)
-    impose_consistency(out, series, plan, options.consistency)
+    mask = scan.mask if scan is not None else None
+    impose_consistency(out, series, plan, options.consistency, options.input_noise, mask)
     return shell_weight
 
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from csrdmri.core.errors import InputError
 from csrdmri.inference.adapt import adapt
-from csrdmri.inference.consistency import CONSISTENCY
+from csrdmri.inference.consistency import CONSISTENCY, INPUT_NOISE
 from csrdmri.inference.tiling import CHUNK, TILE
 from csrdmri.models.checkpoint import find_checkpoint, load_model
 
@@ -94,6 +94,7 @@ class Options:
     outside: str = "tricubic"  # what the output holds outside the dilated mask
     consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
     safeguard: str = "on"  # weigh the model's correction by a check on the input (inference.safeguard)
+    input_noise: str = "kept"  # the input's noise under the consistency (inference.consistency)
 
     def __post_init__(self) -> None:
         if self.consistency not in CONSISTENCY:
@@ -106,6 +107,17 @@ class Options:
                 "data consistency needs the output outside the mask (--outside tricubic): zeroing "
                 "it would undo the consistency",
                 "consistency",
+            )
+        if self.input_noise not in INPUT_NOISE:
+            raise InputError(
+                f"input noise must be one of {', '.join(INPUT_NOISE)}, got {self.input_noise!r}",
+                "input_noise",
+            )
+        if self.input_noise != "kept" and self.consistency == "off":
+            raise InputError(
+                "the input's noise is taken out through the data consistency: choose "
+                "--consistency image or kspace with --input-noise tensor",
+                "input_noise",
             )
         if self.safeguard not in SAFEGUARD:
             raise InputError(
