@@ -43,7 +43,7 @@ def test_the_consistent_volume_degrades_to_the_input_and_is_nearer_the_truth(met
 
 
 @pytest.mark.parametrize(
-    ("consistency", "input_noise"), [("kspace", "kept"), ("image", "kept"), ("image", "tensor")]
+    ("consistency", "input_noise"), [("kspace", "auto"), ("image", "kept"), ("image", "tensor")]
 )
 def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency, input_noise):
     series = multishell(tmp_path, shells=((1000.0, 8), (2000.0, 15)))
@@ -72,7 +72,8 @@ def test_consistency_is_a_choice_of_the_command_line(small_dwi, tmp_path):
         "upsample", dwi, "--scale", "2", "--model", "tricubic", "--consistency", "kspace", "--out", out
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(out.with_name("sr.json").read_text())["consistency"] == "kspace"
+    sidecar = json.loads(out.with_name("sr.json").read_text())
+    assert (sidecar["consistency"], sidecar["input_noise"]) == ("kspace", "tensor")  # rule 10's default
     data = nib.load(out).get_fdata()
     degraded = np.stack([downsample(data[..., v], given.shape[:3], "kspace") for v in range(7)], -1)
     np.testing.assert_allclose(degraded, given, rtol=1e-5)

@@ -15,7 +15,7 @@ from csrdmri.core.degrade import downsample
 from csrdmri.core.errors import InputError
 from csrdmri.core.resample import resample
 from csrdmri.dmri.residual import tensor_residual
-from csrdmri.inference.consistency import impose_consistency
+from csrdmri.inference.consistency import impose_consistency, noise_treatment
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import new_output
 from csrdmri.inference.upsampler import Options
@@ -78,7 +78,9 @@ def test_taking_the_input_noise_out_brings_the_output_nearer_both_truths(tmp_pat
 def test_the_input_noise_is_taken_out_only_through_a_consistency(small_dwi, tmp_path):
     with pytest.raises(InputError, match="through the data consistency"):
         Options(input_noise="tensor")
-    with pytest.raises(InputError, match="input noise must be one of kept, tensor"):
+    assert noise_treatment(Options().consistency, Options().input_noise) == "kept"  # the default: off
+    assert noise_treatment("kspace", "auto") == noise_treatment("image", "auto") == "tensor"  # rule 10
+    with pytest.raises(InputError, match="input noise must be one of auto, kept, tensor"):
         Options(consistency="image", input_noise="pca")
     bad = run(
         "upsample", small_dwi, "--scale", "2", "--input-noise", "tensor", "--out", tmp_path / "x.nii.gz"

@@ -79,7 +79,7 @@ def upsample(
     margin: MarginOpt = 2,
     outside: OutsideOpt = "tricubic",
     consistency: ConsistencyOpt = "off",
-    input_noise: InputNoiseOpt = "kept",
+    input_noise: InputNoiseOpt = "auto",
     safeguard: SafeguardOpt = "on",
     adapt_steps: AdaptStepsOpt = 0,
     seed: SeedOpt = 0,

@@ -52,10 +52,10 @@ ConsistencyOpt = Annotated[
 InputNoiseOpt = Annotated[
     str,
     typer.Option(
-        help="The input's noise under the data consistency: 'kept' (upsampled like the signal) or "
+        help="The input's noise under the data consistency: 'kept' (upsampled like the signal), "
         "'tensor' (each input DWI's residual against its shell's tensor fit, upsampled, is taken "
-        "out before the consistency step, so only the part the operator sees comes back). "
-        "Needs --consistency image or kspace."
+        "out before the consistency step, so only the part the operator sees comes back; needs "
+        "--consistency image or kspace) or 'auto' (the default: tensor with a consistency)."
     ),
 ]
 SafeguardOpt = Annotated[

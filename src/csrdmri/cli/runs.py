@@ -158,9 +158,10 @@ def evaluate(
     input_noise: Annotated[
         str,
         typer.Option(
-            help="The input's noise under the consistency (as `upsample --input-noise`): 'kept' or 'tensor'."
+            help="The input's noise under the consistency (as `upsample --input-noise`): 'auto' "
+            "(tensor with a consistency), 'kept' or 'tensor'."
         ),
-    ] = "kept",
+    ] = "auto",
     safeguard: Annotated[
         str,
         typer.Option(help="`upsample --safeguard` of every model (whole volumes and real scans): on or off."),

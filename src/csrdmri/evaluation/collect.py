@@ -26,6 +26,7 @@ from csrdmri.evaluation.patch_protocol import (
     refuse_seen_phantom,
 )
 from csrdmri.evaluation.volume_protocol import VolumeCase, central_slab, subset_series, volume_protocol
+from csrdmri.inference.consistency import noise_treatment
 from csrdmri.inference.precision import bf16_faster
 from csrdmri.inference.upsampler import Options
 from csrdmri.io.layout import DatasetPaths, find_dataset
@@ -189,7 +190,7 @@ def _protocol_record(
         "angular_kept_directions": request.angular,
         "degradation": request.degradation,
         "consistency": request.options.consistency,
-        "input_noise": request.options.input_noise,
+        "input_noise": noise_treatment(request.options.consistency, request.options.input_noise),
         "safeguard": request.options.safeguard,
         "precision": precision_text(request.options),
         "slab": request.slab,

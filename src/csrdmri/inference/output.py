@@ -18,6 +18,7 @@ from csrdmri import __version__
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.scan import PreparedScan
+from csrdmri.inference.consistency import noise_treatment
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.precision import resolve_precision
 from csrdmri.inference.series import upsample_series
@@ -141,7 +142,7 @@ def write_result(
         "voxel_size_mm": [round(z, 6) for z in grid.zooms],
         "command": " ".join(sys.argv),
         "consistency": options.consistency,
-        "input_noise": options.input_noise,
+        "input_noise": noise_treatment(options.consistency, options.input_noise),
         "directions": "new: " + ", ".join(f"{len(o)} at b = {b:g}" for b, (_, o) in plan.shells.items())
         if plan.angular
         else "acquired",

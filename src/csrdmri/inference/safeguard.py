@@ -118,7 +118,7 @@ def check_weights(
     shells = corrected_shells(series, up)
     volumes = sorted(int(v) for inputs in shells.values() for v in inputs)
     runs = {}
-    quiet = replace(options, consistency="off", safeguard="off", input_noise="kept")
+    quiet = replace(options, consistency="off", safeguard="off", input_noise="auto")
     for name, method, prepared in (("cubic", Upsampler.load("tricubic"), None), ("model", up, coarse_scan)):
         out = new_output((*series.shape, series.data.shape[3]))
         with said_once():

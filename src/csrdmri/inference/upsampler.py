@@ -94,7 +94,7 @@ class Options:
     outside: str = "tricubic"  # what the output holds outside the dilated mask
     consistency: str = "off"  # data consistency with the input (csrdmri.inference.consistency)
     safeguard: str = "on"  # weigh the model's correction by a check on the input (inference.safeguard)
-    input_noise: str = "kept"  # the input's noise under the consistency (inference.consistency)
+    input_noise: str = "auto"  # the input's noise under the consistency (inference.consistency)
 
     def __post_init__(self) -> None:
         if self.consistency not in CONSISTENCY:
@@ -113,7 +113,7 @@ class Options:
                 f"input noise must be one of {', '.join(INPUT_NOISE)}, got {self.input_noise!r}",
                 "input_noise",
             )
-        if self.input_noise != "kept" and self.consistency == "off":
+        if self.input_noise == "tensor" and self.consistency == "off":
             raise InputError(
                 "the input's noise is taken out through the data consistency: choose "
                 "--consistency image or kspace with --input-noise tensor",
