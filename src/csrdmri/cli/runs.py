@@ -198,11 +198,7 @@ def evaluate(
     from csrdmri.inference.upsampler import Options
 
     options = Options(
-        device=device,
-        precision=precision,
-        consistency=consistency,
-        safeguard=safeguard,
-        input_noise=input_noise,
+        device, precision, consistency=consistency, safeguard=safeguard, input_noise=input_noise
     )
     request = EvaluationRequest(
         methods=parse_methods(models),
