@@ -66,9 +66,9 @@ def impose_consistency(
 ) -> None:
     """Make every output volume of ``out`` (X, Y, Z, V_out) consistent with its input volume on
     the grid of ``series`` (module docstring), in place, then clip it at 0; nothing for ``"off"``.
-    With ``input_noise`` ``"tensor"`` (or ``"auto"``), the upsampled tensor residual of the input volume is
-    subtracted first, the tensors fitted inside ``mask`` (X, Y, Z; default: the series' own brain
-    mask, ``dmri.preprocess.series_mask``)."""
+    With ``input_noise`` ``"tensor"`` (or ``"auto"``), the upsampled tensor residual of the input
+    volume is subtracted first, the tensors fitted inside ``mask`` (X, Y, Z; default: the series'
+    own brain mask, ``dmri.preprocess.series_mask``)."""
     operator = CONSISTENCY[consistency]
     if operator is None:
         return
