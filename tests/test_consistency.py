@@ -43,7 +43,8 @@ def test_the_consistent_volume_degrades_to_the_input_and_is_nearer_the_truth(met
 
 
 @pytest.mark.parametrize(
-    ("consistency", "input_noise"), [("kspace", "auto"), ("image", "kept"), ("image", "tensor")]
+    ("consistency", "input_noise"),
+    [("kspace", "auto"), ("image", "kept"), ("image", "tensor"), ("image", "checked")],
 )
 def test_upsampled_series_are_consistent_with_the_input(tmp_path, consistency, input_noise):
     series = multishell(tmp_path, shells=((1000.0, 8), (2000.0, 15)))

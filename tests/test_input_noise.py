@@ -1,6 +1,7 @@
 """The input's noise under the data consistency (csrdmri.dmri.residual, ``--input-noise``): a
 tensor series has no residual, and taking the upsampled residual out before the image-domain
-consistency brings a cubic upsampling nearer the noise-free signal and the noisy truth alike."""
+consistency brings a cubic upsampling nearer the noise-free signal and the noisy truth alike;
+``checked`` weights it by a check on the input degraded once more."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import assert_user_error, run
+from scipy.ndimage import shift
 from test_qspace import multishell
 
 from csrdmri.core.degrade import downsample
 from csrdmri.core.errors import InputError
 from csrdmri.core.resample import resample
 from csrdmri.dmri.residual import tensor_residual
-from csrdmri.inference.consistency import impose_consistency, noise_treatment
+from csrdmri.inference.consistency import checked_weights, impose_consistency, noise_treatment
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.series import new_output
 from csrdmri.inference.upsampler import Options
@@ -75,12 +77,39 @@ def test_taking_the_input_noise_out_brings_the_output_nearer_both_truths(tmp_pat
     assert errors["tensor"][1] < errors["kept"][1]  # and the noisy truth the input was made from
 
 
+def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_volumes(tmp_path):
+    series = multishell(tmp_path, shells=((1000.0, 16),))
+    lr_shape, hr_shape = (24, 24, 24), (48, 48, 48)
+    clean = tensor_signal(series.gtab.bvals, series.gtab.bvecs, hr_shape, seed=2)
+    centred = np.meshgrid(*[np.linspace(-1, 1, n) for n in hr_shape], indexing="ij")
+    radius = np.sqrt(sum(c**2 for c in centred))
+    clean *= np.clip((0.85 - radius) / 0.15, 0, 1)[..., None]  # a head in an empty field of view
+    noisy = clean + np.random.default_rng(3).normal(0, 25, clean.shape)
+    mask = downsample(radius, lr_shape) < 0.6
+    dw = ~series.gtab.b0s_mask
+    means = []
+    for moved in (False, True):
+        truth = noisy.copy()
+        if moved:  # a third of the DWIs displaced by (3, -2, 1) voxels: uncorrected motion
+            for v in np.flatnonzero(dw)[::3]:
+                truth[..., v] = shift(truth[..., v], (3, -2, 1), order=3)
+        lr = np.stack([downsample(truth[..., v], lr_shape) for v in range(truth.shape[3])], -1)
+        weights = checked_weights(replace(series, data=lr.astype(np.float32)), hr_shape, mask, "tricubic")
+        assert weights.shape == (lr.shape[3],) and np.all((weights >= 0) & (weights <= 1))
+        assert np.all(weights[~dw] == 1)  # the b0s have no residual to weigh
+        means.append(weights[dw].mean())
+    assert means[0] > 0.9  # noise: taken out
+    assert means[1] < 0.75 * means[0]  # the displaced volumes' edges: mostly kept
+
+
 def test_the_input_noise_is_taken_out_only_through_a_consistency(small_dwi, tmp_path):
     with pytest.raises(InputError, match="through the data consistency"):
         Options(input_noise="tensor")
     assert noise_treatment(Options().consistency, Options().input_noise) == "kept"  # the default: off
     assert noise_treatment("kspace", "auto") == noise_treatment("image", "auto") == "tensor"  # rule 10
-    with pytest.raises(InputError, match="input noise must be one of auto, kept, tensor"):
+    with pytest.raises(InputError, match="with --input-noise checked"):
+        Options(input_noise="checked")
+    with pytest.raises(InputError, match="input noise must be one of auto, kept, tensor, checked"):
         Options(consistency="image", input_noise="pca")
     bad = run(
         "upsample", small_dwi, "--scale", "2", "--input-noise", "tensor", "--out", tmp_path / "x.nii.gz"

@@ -55,7 +55,9 @@ InputNoiseOpt = Annotated[
         help="The input's noise under the data consistency: 'kept' (upsampled like the signal), "
         "'tensor' (each input DWI's residual against its shell's tensor fit, upsampled, is taken "
         "out before the consistency step, so only the part the operator sees comes back; needs "
-        "--consistency image or kspace) or 'auto' (the default: tensor with a consistency)."
+        "--consistency image or kspace), 'checked' (the same, each volume's residual weighted by "
+        "how far its removal helped on the input degraded once more: less where the tensor does "
+        "not fit, e.g. uncorrected motion) or 'auto' (the default: tensor with a consistency)."
     ),
 ]
 SafeguardOpt = Annotated[

@@ -113,10 +113,10 @@ class Options:
                 f"input noise must be one of {', '.join(INPUT_NOISE)}, got {self.input_noise!r}",
                 "input_noise",
             )
-        if self.input_noise == "tensor" and self.consistency == "off":
+        if self.input_noise in ("tensor", "checked") and self.consistency == "off":
             raise InputError(
                 "the input's noise is taken out through the data consistency: choose "
-                "--consistency image or kspace with --input-noise tensor",
+                f"--consistency image or kspace with --input-noise {self.input_noise}",
                 "input_noise",
             )
         if self.safeguard not in SAFEGUARD:
