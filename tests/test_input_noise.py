@@ -77,7 +77,7 @@ def test_taking_the_input_noise_out_brings_the_output_nearer_both_truths(tmp_pat
     assert errors["tensor"][1] < errors["kept"][1]  # and the noisy truth the input was made from
 
 
-def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_volumes(tmp_path):
+def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_volumes(tmp_path, caplog):
     series = multishell(tmp_path, shells=((1000.0, 16),))
     lr_shape, hr_shape = (24, 24, 24), (48, 48, 48)
     clean = tensor_signal(series.gtab.bvals, series.gtab.bvecs, hr_shape, seed=2)
@@ -87,8 +87,9 @@ def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_
     noisy = clean + np.random.default_rng(3).normal(0, 25, clean.shape)
     mask = downsample(radius, lr_shape) < 0.6
     dw = ~series.gtab.b0s_mask
-    means = []
+    means, warned = [], []
     for moved in (False, True):
+        caplog.clear()
         truth = noisy.copy()
         if moved:  # a third of the DWIs displaced by (3, -2, 1) voxels: uncorrected motion
             for v in np.flatnonzero(dw)[::3]:
@@ -98,8 +99,10 @@ def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_
         assert weights.shape == (lr.shape[3],) and np.all((weights >= 0) & (weights <= 1))
         assert np.all(weights[~dw] == 1)  # the b0s have no residual to weigh
         means.append(weights[dw].mean())
+        warned.append("taking it out did not help" in caplog.text)
     assert means[0] > 0.9  # noise: taken out
     assert means[1] < 0.75 * means[0]  # the displaced volumes' edges: mostly kept
+    assert warned == [False, True]  # and the user is told
 
 
 def test_the_input_noise_is_taken_out_only_through_a_consistency(small_dwi, tmp_path):

@@ -125,8 +125,14 @@ def checked_weights(
         back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)[mask]
         error = back.astype(np.float64) - series.data[..., v][mask]
         weights[v] = np.clip((error * unseen).sum() / max(float((unseen * unseen).sum()), 1e-30), 0.0, 1.0)
-    log.info(
-        "input noise: the tensor residual taken out with weights %.2f to %.2f (median %.2f)",
-        *(np.percentile(weights[checked], (0, 100, 50)) if len(checked) else (1.0, 1.0, 1.0)),
-    )
+    low = int((weights[checked] < 0.5).sum())
+    if low:
+        log.warning(
+            "input noise: %d of %d volumes' tensor residual weighted below 0.5 (median %.2f): on "
+            "the input degraded once more, taking it out did not help — displaced volumes or a "
+            "signal the tensor does not fit; that much of it is kept",
+            low,
+            len(checked),
+            np.median(weights[checked]),
+        )
     return weights
