@@ -74,7 +74,7 @@ def test_consistency_is_a_choice_of_the_command_line(small_dwi, tmp_path):
     )
     assert result.exit_code == 0, result.output
     sidecar = json.loads(out.with_name("sr.json").read_text())
-    assert (sidecar["consistency"], sidecar["input_noise"]) == ("kspace", "tensor")  # rule 10's default
+    assert (sidecar["consistency"], sidecar["input_noise"]) == ("kspace", "checked")  # rule 11's default
     data = nib.load(out).get_fdata()
     degraded = np.stack([downsample(data[..., v], given.shape[:3], "kspace") for v in range(7)], -1)
     np.testing.assert_allclose(degraded, given, rtol=1e-5)

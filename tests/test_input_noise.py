@@ -109,7 +109,7 @@ def test_the_input_noise_is_taken_out_only_through_a_consistency(small_dwi, tmp_
     with pytest.raises(InputError, match="through the data consistency"):
         Options(input_noise="tensor")
     assert noise_treatment(Options().consistency, Options().input_noise) == "kept"  # the default: off
-    assert noise_treatment("kspace", "auto") == noise_treatment("image", "auto") == "tensor"  # rule 10
+    assert noise_treatment("kspace", "auto") == noise_treatment("image", "auto") == "checked"  # rule 11
     with pytest.raises(InputError, match="with --input-noise checked"):
         Options(input_noise="checked")
     with pytest.raises(InputError, match="input noise must be one of auto, kept, tensor, checked"):

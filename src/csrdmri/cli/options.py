@@ -57,7 +57,7 @@ InputNoiseOpt = Annotated[
         "out before the consistency step, so only the part the operator sees comes back; needs "
         "--consistency image or kspace), 'checked' (the same, each volume's residual weighted by "
         "how far its removal helped on the input degraded once more: less where the tensor does "
-        "not fit, e.g. uncorrected motion) or 'auto' (the default: tensor with a consistency)."
+        "not fit, e.g. uncorrected motion) or 'auto' (the default: checked with a consistency)."
     ),
 ]
 SafeguardOpt = Annotated[

@@ -159,7 +159,7 @@ def evaluate(
         str,
         typer.Option(
             help="The input's noise under the consistency (as `upsample --input-noise`): 'auto' "
-            "(tensor with a consistency), 'kept', 'tensor' or 'checked'."
+            "(checked with a consistency), 'kept', 'tensor' or 'checked'."
         ),
     ] = "auto",
     safeguard: Annotated[
