@@ -95,7 +95,8 @@ def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_
             for v in np.flatnonzero(dw)[::3]:
                 truth[..., v] = shift(truth[..., v], (3, -2, 1), order=3)
         lr = np.stack([downsample(truth[..., v], lr_shape) for v in range(truth.shape[3])], -1)
-        weights = checked_weights(replace(series, data=lr.astype(np.float32)), hr_shape, mask, "tricubic")
+        lr_series = replace(series, data=lr.astype(np.float32))
+        weights = checked_weights(lr_series, tensor_residual(lr_series, mask), hr_shape, mask, "tricubic")
         assert weights.shape == (lr.shape[3],) and np.all((weights >= 0) & (weights <= 1))
         assert np.all(weights[~dw] == 1)  # the b0s have no residual to weigh
         means.append(weights[dw].mean())
@@ -103,6 +104,17 @@ def test_the_check_keeps_the_removal_of_noise_and_weighs_down_that_of_displaced_
     assert means[0] > 0.9  # noise: taken out
     assert means[1] < 0.75 * means[0]  # the displaced volumes' edges: mostly kept
     assert warned == [False, True]  # and the user is told
+
+
+def test_a_residual_that_cannot_be_checked_is_kept(tmp_path, caplog):
+    series = multishell(tmp_path, shells=((1000.0, 8),))
+    mask = np.zeros(series.shape, bool)
+    mask[5:7, 5:7, 4:6] = True  # degraded once more by 2, no voxel of it is left to fit
+    residual = tensor_residual(series, mask)
+    weights = checked_weights(series, residual, tuple(2 * n for n in series.shape), mask, "tricubic")
+    dw = ~series.gtab.b0s_mask
+    assert residual[..., dw].any() and not weights[dw].any() and np.all(weights[~dw] == 1)
+    assert "8 volumes could not be checked" in caplog.text
 
 
 def test_the_input_noise_is_taken_out_only_through_a_consistency(small_dwi, tmp_path):

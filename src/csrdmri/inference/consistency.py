@@ -97,7 +97,7 @@ def impose_consistency(
         mask = series_mask(series) if mask is None else mask
         residual = tensor_residual(series, mask)
     if treatment == "checked":
-        weights = checked_weights(series, out.shape[:3], mask, operator)
+        weights = checked_weights(series, residual, out.shape[:3], mask, operator)
         residual *= weights.astype(np.float32)
     for j in tqdm(range(out.shape[3]), desc=f"data consistency ({consistency})", unit="vol", disable=None):
         lr = plan.volume(series.data, j)
@@ -108,26 +108,37 @@ def impose_consistency(
 
 
 def checked_weights(
-    series: DWISeries, shape: tuple[int, ...], mask: np.ndarray, operator: Degradation
+    series: DWISeries, residual: np.ndarray, shape: tuple[int, ...], mask: np.ndarray, operator: Degradation
 ) -> np.ndarray:
-    """Per volume of ``series`` (V,), the weight of its tensor residual's removal when it is
-    upsampled onto ``shape`` (X', Y', Z') under ``operator`` (module docstring): 1 for volumes
-    without a residual (b0s, small shells); all 0, with a warning, when the input is too small
-    to be degraded once more. ``mask`` (X, Y, Z) bounds the least squares."""
+    """Per volume of ``series`` (V,), the weight of its tensor ``residual`` (X, Y, Z, V) taken out
+    when it is upsampled onto ``shape`` (X', Y', Z') under ``operator`` (module docstring); ``mask``
+    (X, Y, Z) bounds the least squares. Volumes without a residual (b0s, small shells) get 1;
+    volumes whose copy degraded once more has none to check (too little of the input left) get
+    0, with a warning: unchecked, their noise is kept."""
+    has = np.abs(residual).max(axis=(0, 1, 2)) > 0
+    weights = np.where(has, 0.0, 1.0)
     scales = np.asarray(shape, np.float64) / np.asarray(series.shape, np.float64)
     try:
         coarse, _ = degrade_series(series, scales, operator)
-        residual = tensor_residual(coarse, resample(mask.astype(np.float32), coarse.shape, order=1) > 0.5)
+        coarse_residual = tensor_residual(
+            coarse, resample(mask.astype(np.float32), coarse.shape, order=1) > 0.5
+        )
+        checked = np.flatnonzero(has & (np.abs(coarse_residual).max(axis=(0, 1, 2)) > 0))
     except InputError as error:
-        log.warning("input noise: not checked on this input degraded once more (%s): it is kept", error)
-        return np.zeros(series.data.shape[3])
-    weights = np.ones(series.data.shape[3])
-    checked = np.flatnonzero(np.abs(residual).max(axis=(0, 1, 2)) > 0)
+        log.warning("input noise: not checked on the input degraded once more (%s)", error)
+        checked = np.zeros(0, int)
     for v in checked:
-        unseen = consistent(resample(residual[..., v], series.shape), np.zeros(coarse.shape), operator)[mask]
-        back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)[mask]
-        error = back.astype(np.float64) - series.data[..., v][mask]
+        unseen = consistent(resample(coarse_residual[..., v], series.shape), np.zeros(coarse.shape), operator)
+        back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)
+        error = back[mask].astype(np.float64) - series.data[..., v][mask]
+        unseen = unseen[mask]
         weights[v] = np.clip((error * unseen).sum() / max(float((unseen * unseen).sum()), 1e-30), 0.0, 1.0)
+    if len(checked) < has.sum():
+        log.warning(
+            "input noise: %d volumes could not be checked on the input degraded once more (too "
+            "little of it left): their noise is kept",
+            has.sum() - len(checked),
+        )
     low = int((weights[checked] < 0.5).sum())
     if low:
         log.warning(
