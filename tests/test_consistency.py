@@ -75,6 +75,8 @@ def test_consistency_is_a_choice_of_the_command_line(small_dwi, tmp_path):
     assert result.exit_code == 0, result.output
     sidecar = json.loads(out.with_name("sr.json").read_text())
     assert (sidecar["consistency"], sidecar["input_noise"]) == ("kspace", "checked")  # rule 11's default
+    weights = sidecar["input_noise_weights"]  # one per input volume, 1 for the b0
+    assert len(weights) == 7 and all(0 <= w <= 1 for w in weights) and weights[0] == 1
     data = nib.load(out).get_fdata()
     degraded = np.stack([downsample(data[..., v], given.shape[:3], "kspace") for v in range(7)], -1)
     np.testing.assert_allclose(degraded, given, rtol=1e-5)

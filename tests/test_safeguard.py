@@ -44,7 +44,7 @@ def run(series, up, safeguard: str):
     scan = PreparedScan.prepare(series, shell=None) if up.model is not None else None
     out = new_output((*grid.shape, series.data.shape[3]))
     weights = upsample_series(series, grid, up, out, scan, replace(Options(), safeguard=safeguard))
-    return out, weights
+    return out, weights.correction
 
 
 @pytest.fixture(scope="module")

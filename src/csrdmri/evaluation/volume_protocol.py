@@ -244,7 +244,7 @@ def volume_protocol(
             case.methods[label] = score_volume(
                 out, series, truth, truth_maps, truth_scan.mask, raw_range, clean
             )
-            case.methods[label].safeguard = weights
+            case.methods[label].safeguard = weights.correction
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)

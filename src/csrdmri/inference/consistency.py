@@ -81,18 +81,18 @@ def impose_consistency(
     consistency: str,
     input_noise: str = "auto",
     mask: np.ndarray | None = None,
-) -> None:
+) -> np.ndarray | None:
     """Make every output volume of ``out`` (X, Y, Z, V_out) consistent with its input volume on
     the grid of ``series`` (module docstring), in place, then clip it at 0; nothing for ``"off"``.
     With ``input_noise`` ``"tensor"``, the upsampled tensor residual of the input volume is
     subtracted first, the tensors fitted inside ``mask`` (X, Y, Z; default: the series' own brain
     mask, ``dmri.preprocess.series_mask``); with ``"checked"`` (or ``"auto"``), weighted by
-    :func:`checked_weights`."""
+    :func:`checked_weights`, which are returned (V_in,); None otherwise."""
     operator = CONSISTENCY[consistency]
     if operator is None:
-        return
+        return None
     treatment = noise_treatment(consistency, input_noise)
-    residual = None
+    residual = weights = None
     if treatment != "kept":
         mask = series_mask(series) if mask is None else mask
         residual = tensor_residual(series, mask)
@@ -105,6 +105,7 @@ def impose_consistency(
         if residual is not None:
             hr = hr - resample(plan.volume(residual, j), hr.shape)
         out[..., j] = np.maximum(consistent(hr, lr, operator), 0.0)
+    return weights
 
 
 def checked_weights(

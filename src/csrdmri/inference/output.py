@@ -21,7 +21,7 @@ from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.consistency import noise_treatment
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.precision import resolve_precision
-from csrdmri.inference.series import upsample_series
+from csrdmri.inference.series import RunWeights, upsample_series
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import nifti_stem
 from csrdmri.io.nifti import DWISeries, atomic_path, gradient_paths, save_gradients, save_nifti
@@ -124,10 +124,10 @@ def write_result(
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
     plan: OutputPlan | None = None,
-    weights: dict[float, float] | None = None,
+    weights: RunWeights | None = None,
 ) -> None:
     """Write image, b-table (the input's, or the plan's new directions) and a JSON sidecar (all
-    atomically); ``weights``: the safeguard's weight of the model's correction per shell."""
+    atomically); ``weights``: what the run weighed (the safeguard's, the input noise's)."""
     plan = plan or OutputPlan.build(series.gtab)
     save_nifti(out, data, grid.affine, template=series.header)
     save_gradients(out, plan.gtab)
@@ -143,6 +143,9 @@ def write_result(
         "command": " ".join(sys.argv),
         "consistency": options.consistency,
         "input_noise": noise_treatment(options.consistency, options.input_noise),
+        "input_noise_weights": None
+        if weights is None or weights.input_noise is None
+        else [round(float(w), 3) for w in weights.input_noise],
         "directions": "new: " + ", ".join(f"{len(o)} at b = {b:g}" for b, (_, o) in plan.shells.items())
         if plan.angular
         else "acquired",
@@ -157,7 +160,9 @@ def write_result(
             if up.joint
             else scan.shell.tolist(),
             outside_mask=options.outside,
-            safeguard={f"b={b:g}": round(w, 4) for b, w in weights.items()} if weights else None,
+            safeguard={f"b={b:g}": round(w, 4) for b, w in weights.correction.items()}
+            if weights and weights.correction
+            else None,
             mask=scan.provenance["mask"],
             mask_margin_voxels=options.margin,
             adapt_steps=up.adapt_steps,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -97,6 +98,16 @@ def new_output(shape: tuple[int, ...]) -> np.ndarray:
     return np.empty(shape, np.float32, order="F")
 
 
+@dataclass
+class RunWeights:
+    """What a run weighed: the safeguard's weight of the model's correction per shell (b-value,
+    s/mm²; empty without it) and, with ``--input-noise checked`` under a consistency, the weight
+    of each input volume's noise removal (V_in,; None otherwise)."""
+
+    correction: dict[float, float]
+    input_noise: np.ndarray | None = None
+
+
 def upsample_series(
     series: DWISeries,
     grid: TargetGrid,
@@ -105,7 +116,7 @@ def upsample_series(
     scan: PreparedScan | None = None,
     options: Options = DEFAULT_OPTIONS,
     plan: OutputPlan | None = None,
-) -> dict[float, float]:
+) -> RunWeights:
     """Super-resolve every volume of ``series`` onto ``grid`` into ``out``.
 
     Parameters
@@ -124,8 +135,9 @@ def upsample_series(
 
     Returns
     -------
-    The weight of the model's correction per shell (b-value) set by the safeguard
-    (:mod:`csrdmri.inference.safeguard`, ``options.safeguard``); empty without it.
+    RunWeights
+        The safeguard's weights (:mod:`csrdmri.inference.safeguard`, ``options.safeguard``) and
+        the input noise's (:mod:`csrdmri.inference.consistency`, ``options.input_noise``).
     """
     plan = plan or OutputPlan.build(series.gtab)
     if not out.flags.f_contiguous:
@@ -175,8 +187,8 @@ def upsample_series(
     if up.joint:
         correct_shells(grid, up, out, scan, plan, where, reciprocal, options, shell_weight)
     mask = scan.mask if scan is not None else None
-    impose_consistency(out, series, plan, options.consistency, options.input_noise, mask)
-    return shell_weight
+    noise = impose_consistency(out, series, plan, options.consistency, options.input_noise, mask)
+    return RunWeights(shell_weight, noise)
 
 
 def shell_volumes(scan: PreparedScan) -> set[int]:
