@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +16,7 @@ from dipy.io import read_bvals_bvecs
 
 from csrdmri.core.errors import InputError
 from csrdmri.io.layout import find_dataset
-from csrdmri.io.nifti import atomic_path, load_dwi, load_image, save_gradients, save_nifti
+from csrdmri.io.nifti import HOST, atomic_path, load_dwi, load_image, save_gradients, save_nifti
 
 DATA = np.arange(6 * 5 * 4 * 7, dtype=np.float32).reshape(6, 5, 4, 7)
 
@@ -145,6 +148,26 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(dest) as tmp:
         tmp.write_text("done")
     assert dest.read_text() == "done" and list(tmp_path.iterdir()) == [dest]
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves atomic_path's temporary behind; the next write of the same file removes it,
+    and only it: not a live writer's, not another machine's."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    other_host = "0" * 6 if HOST != "0" * 6 else "1" * 6
+    names = {
+        "killed": f".loss.png.{HOST}-{gone.pid}-{'a' * 12}.tmp.png",
+        "alive": f".loss.png.{HOST}-{os.getpid()}-{'b' * 12}.tmp.png",
+        "elsewhere": f".loss.png.{other_host}-{gone.pid}-{'c' * 12}.tmp.png",
+        "another file's": f".log.csv.{HOST}-{gone.pid}-{'d' * 12}.tmp.csv",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half written")
+    with atomic_path(tmp_path / "loss.png") as tmp:
+        tmp.write_bytes(b"png")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"loss.png", *names.values()} - {names["killed"]}
 
 
 # --- bad input: one clear sentence naming the file -------------------------------------------

@@ -8,10 +8,13 @@ one sentence naming the problem and the file.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
+import re
 import secrets
+import socket
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,13 +245,38 @@ def current_umask() -> int:
     return mask
 
 
+#: This machine in the temporary files' names, so that only its own dead writers' are removed.
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def remove_stale_temporaries(dest: Path, suffix: str) -> None:
+    """Remove the temporary files :func:`atomic_path` left beside ``dest`` in writes whose process
+    is gone (killed by SIGKILL); those of live processes and of other machines are left (POSIX
+    only: elsewhere nothing is removed)."""
+    if os.name != "posix":
+        return
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.{HOST}-(\d+)-[0-9a-f]{{12}}\.tmp{re.escape(suffix)}")
+    for path in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp*"):
+        match = pattern.fullmatch(path.name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only on success.
 
     The temporary name keeps ``dest``'s suffixes (so nibabel picks the same format), and is
-    removed if the block raises or is interrupted, so ``dest`` is never half-written. An
-    ``OSError`` in the block (disk full, ...) becomes an :class:`InputError` naming ``dest``.
+    removed if the block raises or is interrupted, so ``dest`` is never half-written. A process
+    killed outright (SIGKILL) cannot remove it: the next write of ``dest`` does
+    (:func:`remove_stale_temporaries`). An ``OSError`` in the block (disk full, ...) becomes an
+    :class:`InputError` naming ``dest``.
     """
     dest = Path(dest)
     if not dest.parent.is_dir():
@@ -256,8 +284,9 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     if not os.access(dest.parent, os.W_OK):
         raise InputError(f"cannot write to {dest.parent}: permission denied")
     suffix = ".nii.gz" if dest.name.endswith(".nii.gz") else dest.suffix
+    remove_stale_temporaries(dest, suffix)
     # A fresh unique name rather than mkstemp, so the file gets the usual (umask) permissions.
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp{suffix}"
+    tmp = dest.parent / f".{dest.name}.{HOST}-{os.getpid()}-{secrets.token_hex(6)}.tmp{suffix}"
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~current_umask())
