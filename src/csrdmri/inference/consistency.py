@@ -126,8 +126,9 @@ def checked_weights(
         )
         checked = np.flatnonzero(has & (np.abs(coarse_residual).max(axis=(0, 1, 2)) > 0))
     except InputError as error:
-        log.warning("input noise: not checked on the input degraded once more (%s)", error)
-        checked = np.zeros(0, int)
+        checked, why = np.zeros(0, int), str(error)
+    else:
+        why = "too little of it left"
     for v in checked:
         unseen = consistent(resample(coarse_residual[..., v], series.shape), np.zeros(coarse.shape), operator)
         back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)
@@ -136,9 +137,10 @@ def checked_weights(
         weights[v] = np.clip((error * unseen).sum() / max(float((unseen * unseen).sum()), 1e-30), 0.0, 1.0)
     if len(checked) < has.sum():
         log.warning(
-            "input noise: %d volumes could not be checked on the input degraded once more (too "
-            "little of it left): their noise is kept",
+            "input noise: %d volumes could not be checked on the input degraded once more (%s): "
+            "their noise is kept",
             has.sum() - len(checked),
+            why,
         )
     low = int((weights[checked] < 0.5).sum())
     if low:
