@@ -1,10 +1,15 @@
 """Print Markdown rows of raw ΔPSNR / FA-error ratio over cubic from `csrdmri evaluate` results.
 
 Usage: python scripts/delta_table.py RESULTS.json [RESULTS.json ...] [--reference tricubic]
+       [--baseline RESULTS.json] [--s0]
 
 One row per case (data, scale; the slabs of `--slab` runs under their scan's name), one column
 per file (named by its folder) and method: "+0.38 / 0.985" = raw-intensity PSNR gain (dB) over
-the reference of the same file, and FA MAE (brain) relative to the reference's.
+the reference of the same file, and FA MAE (brain) relative to the reference's. With `--s0`
+the cell also holds the S/S0 PSNR gain: "+0.38 / +0.21 / 0.985". With `--baseline` the
+reference is taken from that file instead (e.g. plain cubic of a `--consistency off` run, so
+that runs with a consistency are compared with the same plain cubic); the reference then also
+appears as a column of each file.
 """
 
 from __future__ import annotations
@@ -15,17 +20,29 @@ import re
 from pathlib import Path
 
 
-def cells(results: dict, reference: str) -> dict[tuple[str, float], dict[str, str]]:
+def cases(results: dict) -> dict[tuple[str, float], dict[str, dict]]:
+    """The methods' scores of each case, keyed by (data, scale); the slabs of a scan are one row."""
+    return {
+        (re.sub(r" slab \d+$", "", case["data"]), case["scale"]): case["methods"]
+        for case in results["whole_volume"] + results["real_scans"]
+    }
+
+
+def cells(
+    results: dict, reference: str, baseline: dict | None = None, s0: bool = False
+) -> dict[tuple[str, float], dict[str, str]]:
     rows: dict[tuple[str, float], dict[str, str]] = {}
-    for case in results["whole_volume"] + results["real_scans"]:
-        methods = case["methods"]
-        base = methods[reference]
+    references = cases(baseline) if baseline is not None else None
+    for key, methods in cases(results).items():
+        base = (references[key] if references is not None else methods)[reference]
         row = {"cubic": f"{base['raw_psnr_mean']:.2f} dB, FA {base['fa_mae_brain']:.4f}"}
         for label, scores in methods.items():
-            if label != reference:
-                gain = scores["raw_psnr_mean"] - base["raw_psnr_mean"]
-                row[label] = f"{gain:+.2f} / {scores['fa_mae_brain'] / base['fa_mae_brain']:.3f}"
-        rows[(re.sub(r" slab \d+$", "", case["data"]), case["scale"])] = row  # slabs of a scan: one row
+            if label != reference or baseline is not None:
+                gain = f"{scores['raw_psnr_mean'] - base['raw_psnr_mean']:+.2f}"
+                if s0:
+                    gain += f" / {scores['psnr_mean'] - base['psnr_mean']:+.2f}"
+                row[label] = f"{gain} / {scores['fa_mae_brain'] / base['fa_mae_brain']:.3f}"
+        rows[key] = row
     return rows
 
 
@@ -33,8 +50,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--reference", default="tricubic")
+    parser.add_argument("--baseline", type=Path, help="take the reference's scores from this file")
+    parser.add_argument("--s0", action="store_true", help="add the S/S0 PSNR gain to each cell")
     args = parser.parse_args()
-    tables = {path: cells(json.loads(path.read_text()), args.reference) for path in args.results}
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    tables = {
+        path: cells(json.loads(path.read_text()), args.reference, baseline, args.s0) for path in args.results
+    }
     keys = list(dict.fromkeys(k for table in tables.values() for k in table))
     columns = [(path, label) for path, table in tables.items() for label in next(iter(table.values()))]
     print("| data | scale | " + " | ".join(f"{p.parent.name} {label}" for p, label in columns) + " |")
