@@ -160,17 +160,21 @@ def test_noise_ceiling_is_the_psnr_of_the_noise(tmp_path):
 
 def test_the_consistent_ceiling_is_nearer_the_noisy_truth_than_the_signal(tmp_path):
     from csrdmri.dmri.degraded import degrade_series
+    from csrdmri.dmri.dti import dti_errors, tensor_maps
     from csrdmri.evaluation.volume_protocol import consistent_ceiling, noise_ceiling
 
     clean = multishell(tmp_path)
     noisy = replace(clean, data=clean.data + np.random.default_rng(0).normal(0, 10.0, clean.data.shape))
     mask = np.ones(clean.shape, bool)
+    truth_maps = tensor_maps(noisy.data, noisy.gtab, mask)
+    signal_fa = dti_errors(truth_maps, tensor_maps(clean.data, clean.gtab, mask))["fa_mae_brain"]
     for operator in ("tricubic", "kspace"):
         lr, _ = degrade_series(noisy, 2.0, operator)
-        oracle = consistent_ceiling(noisy, clean.data, lr, operator, mask, 1000.0)
+        oracle, dti = consistent_ceiling(noisy, clean.data, lr, operator, truth_maps, 1000.0)
         # the input holds an eighth of the samples: about that share of the noise is put back
         assert 40.3 < oracle < 41.0 and oracle > noise_ceiling(noisy, clean.data, mask, 1000.0)
-        assert consistent_ceiling(noisy, None, lr, operator, mask, 1000.0) is None
+        assert dti["fa_mae_brain"] < signal_fa  # and with it, a share of the noise's FA bias
+        assert consistent_ceiling(noisy, None, lr, operator, truth_maps, 1000.0) == (None, None)
 
 
 def test_angular_output_at_the_acquired_directions_is_the_normal_output(tmp_path):

@@ -131,6 +131,9 @@ def test_tricubic_scores_equal_a_computation_by_hand(small_cohort):
         (again,) = volume_protocol("s", series, parse_methods("tricubic"), [2.0], reference=series.data)
     assert again.ceiling == np.inf and again.ceiling_dti["fa_mae_brain"] == 0 and case.ceiling_dti is None
     assert "| s | 2× | noise-free signal | 0.0000 |" in dti_table([again])
+    # made consistent with the input it is the truth again (but for the clip at 0 of the input)
+    assert again.oracle_dti["fa_mae_brain"] < 1e-3 and case.oracle_dti is None
+    assert "| s | 2× | noise-free signal, consistent with the input | 0.000" in dti_table([again])
     rescored = again.methods["tricubic"]
     assert rescored.psnr == scores.psnr and rescored.clean_psnr == pytest.approx(scores.raw_psnr)
     assert rescored.clean_dti == pytest.approx(scores.dti) and not scores.clean_dti

@@ -29,6 +29,7 @@ def _case_record(case: VolumeCase) -> dict:
             "raw_psnr_mean": case.ceiling,
             "dti": case.ceiling_dti,
             "consistent_raw_psnr_mean": case.oracle,
+            "consistent_dti": case.oracle_dti,
         },
     }
 

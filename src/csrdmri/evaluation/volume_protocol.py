@@ -184,6 +184,7 @@ class VolumeCase:
     ceiling: float | None = None  # raw PSNR of the noise-free signal against the noisy truth (phantoms)
     ceiling_dti: dict[str, float] | None = None  # its DTI errors against the noisy truth's (phantoms)
     oracle: float | None = None  # raw PSNR of that signal made consistent with the input (phantoms)
+    oracle_dti: dict[str, float] | None = None  # its DTI errors against the noisy truth's (phantoms)
 
 
 def volume_protocol(
@@ -218,6 +219,7 @@ def volume_protocol(
         reads_t1 = series.paths.t1 is not None and any(m.at(scale).reads_t1 for m in methods.values())
         native = any(m.at(scale).native_t1 for m in methods.values())  # every method sees it aligned
         scan = PreparedScan.prepare(lr, t1=series.paths.t1 if reads_t1 else None, shell=None, align_t1=native)
+        oracle, oracle_dti = consistent_ceiling(series, reference, lr, degradation, truth_maps, raw_range)
         case = VolumeCase(
             dataset,
             scale,
@@ -230,7 +232,8 @@ def volume_protocol(
             raw_range=raw_range,
             ceiling=ceiling,
             ceiling_dti=ceiling_dti,
-            oracle=consistent_ceiling(series, reference, lr, degradation, truth_scan.mask, raw_range),
+            oracle=oracle,
+            oracle_dti=oracle_dti,
         )
         for label, method in methods.items():
             up = method.at(scale)
@@ -270,22 +273,26 @@ def consistent_ceiling(
     reference: np.ndarray | None,
     lr: DWISeries,
     degradation: str,
-    mask: np.ndarray,
+    truth_maps: TensorMaps,
     raw_range: float,
-) -> float | None:
-    """Mean raw PSNR against the noisy ``series`` of the noise-free signal ``reference`` made
-    consistent with the LR input ``lr`` (:func:`csrdmri.core.degrade.consistent` by the operator
-    that made it): the signal with the part of the truth's noise that the input determines put
-    back — the best a method can score against the noisy truth where the noise is Gaussian
-    (its HR detail is the signal's, the rest is the input's). None without a reference."""
+) -> tuple[float | None, dict[str, float] | None]:
+    """Mean raw PSNR (:func:`noise_ceiling`) and DTI errors against the noisy ``series`` (its
+    tensor maps ``truth_maps``, whose mask bounds both) of the noise-free signal ``reference``
+    (X, Y, Z, V) made consistent with the LR input ``lr`` volume by volume
+    (:func:`csrdmri.core.degrade.consistent` by the operator that made it): the signal with the
+    part of the truth's noise that the input determines put back — the best a method can score
+    against the noisy truth where the noise is Gaussian (its HR detail is the signal's, the rest
+    is the input's). (None, None) without a reference."""
     if reference is None:
-        return None
-    volumes = np.flatnonzero(~series.gtab.b0s_mask)
-    scores = []
-    for v in volumes:
-        projected = consistent(reference[..., v].astype(np.float32), lr.data[..., v], degradation)
-        scores.append(psnr(series.data[..., v], projected, mask, raw_range))
-    return float(np.mean(scores))
+        return None, None
+    volumes = range(reference.shape[3])
+    signal = np.stack(
+        [consistent(reference[..., v].astype(np.float32), lr.data[..., v], degradation) for v in volumes], -1
+    )
+    mask = truth_maps.mask
+    return noise_ceiling(series, signal, mask, raw_range), dti_errors(
+        truth_maps, tensor_maps(signal, series.gtab, mask)
+    )
 
 
 def score_volume(
