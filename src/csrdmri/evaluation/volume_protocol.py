@@ -290,9 +290,8 @@ def consistent_ceiling(
         [consistent(reference[..., v].astype(np.float32), lr.data[..., v], degradation) for v in volumes], -1
     )
     mask = truth_maps.mask
-    return noise_ceiling(series, signal, mask, raw_range), dti_errors(
-        truth_maps, tensor_maps(signal, series.gtab, mask)
-    )
+    maps = tensor_maps(signal, series.gtab, mask)
+    return noise_ceiling(series, signal, mask, raw_range), dti_errors(truth_maps, maps)
 
 
 def score_volume(
