@@ -158,13 +158,13 @@ def evaluate_real_scan(small_cohort, tmp_path, *options):
         "evaluate", "--real", scan, "--directions", "6", "--real-scales", "2", *options, "--out", out
     )
     assert result.exit_code == 0, result.output
-    protocol = json.loads((out / "results.json").read_text())["protocol"]
-    return result, (out / "report.md").read_text(), protocol
+    return result, (out / "report.md").read_text(), json.loads((out / "results.json").read_text())
 
 
 def test_evaluate_real_scans_only(small_cohort, tmp_path):
     options = ("--degradation", "kspace", "--consistency", "kspace", "--precision", "fp32")
-    result, report, protocol = evaluate_real_scan(small_cohort, tmp_path, *options)
+    result, report, record = evaluate_real_scan(small_cohort, tmp_path, *options)
+    protocol = record["protocol"]
     assert "## Real scans (degradation-based)" in report and "Table 1" not in report
     assert "(`--degradation kspace`): the central block of k-space" in report
     assert "consistency of the outputs with them (`--consistency`): kspace" in report
@@ -172,11 +172,17 @@ def test_evaluate_real_scans_only(small_cohort, tmp_path):
     assert recorded == ("kspace", "kspace", "fp32")
     assert "precision (`--precision`): fp32" in report
     assert "| scan | 2× | 36×44×36 → 72×87×72 | tricubic |" in result.stdout
+    # the input noise's weights under the consistency (rule 11's checked removal), one per volume
+    scores = record["real_scans"][0]["methods"]["tricubic"]
+    b0s = int((np.loadtxt(tmp_path / "scan" / "dwi.bval") < 50).sum())
+    assert len(scores["input_noise_weights"]) == scores["volumes"] + b0s  # b0s: 1, nothing removed
+    assert all(0 <= w <= 1 for w in scores["input_noise_weights"])
 
 
 def test_evaluate_a_thin_slab_of_a_real_scan(small_cohort, tmp_path):
     options = ("--slab", "8", "--degradation", "kspace-slice")
-    result, report, protocol = evaluate_real_scan(small_cohort, tmp_path, *options)
+    result, report, record = evaluate_real_scan(small_cohort, tmp_path, *options)
+    protocol = record["protocol"]
     assert "| scan slab 8 | 2× | 36×44×8 → 72×87×16 | tricubic |" in result.stdout  # central 16 of 72
     assert "central slab of 8 low-resolution slices" in report and "a 2D multi-slice acquisition" in report
     assert protocol["slab"] == 8

@@ -140,6 +140,7 @@ class VolumeScores:
     clean_psnr: list[float] = field(default_factory=list)  # raw, against the noise-free signal
     clean_dti: dict[str, float] = field(default_factory=dict)  # DTI errors against the noise-free fit
     safeguard: dict[float, float] = field(default_factory=dict)  # weight of the correction per shell
+    input_noise: list[float] = field(default_factory=list)  # weight of each input volume's noise removal
 
     def summary(self) -> dict:
         raw = {}
@@ -155,6 +156,8 @@ class VolumeScores:
         raw.update({f"clean_{name}": value for name, value in self.clean_dti.items()})
         if self.safeguard:
             raw["safeguard"] = {f"b={b:g}": w for b, w in self.safeguard.items()}
+        if self.input_noise:
+            raw["input_noise_weights"] = self.input_noise
         return {
             "psnr_mean": float(np.mean(self.psnr)),
             "psnr_std": float(np.std(self.psnr)),
@@ -248,6 +251,8 @@ def volume_protocol(
                 out, series, truth, truth_maps, truth_scan.mask, raw_range, clean
             )
             case.methods[label].safeguard = weights.correction
+            if weights.input_noise is not None:
+                case.methods[label].input_noise = [float(w) for w in weights.input_noise]
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)
