@@ -134,7 +134,9 @@ def _cases_section(kind: str, cases: list[VolumeCase], figures: list[CaseFigures
         f"DTI: DIPY tensor fits (WLS) of the truth and of each output over the same volumes; "
         f"WM = truth FA > {WM_FA}. On phantoms also against the fit of the noise-free signal "
         "(its own WM): the noisy truth's FA is biased up by its noise; the row 'noise-free signal' "
-        "is that fit scored against the noisy truth's, what recovering the anatomy exactly scores.",
+        "is that fit scored against the noisy truth's, what recovering the anatomy exactly scores; "
+        "the row 'noise-free signal, consistent with the input' adds back the part of the truth's "
+        "noise the input determines (the raw-PSNR ceiling), scored the same way.",
         "",
         dti_table(cases),
         "",
