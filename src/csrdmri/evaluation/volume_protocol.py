@@ -252,7 +252,7 @@ def volume_protocol(
             )
             case.methods[label].safeguard = weights.correction
             if weights.input_noise is not None:
-                case.methods[label].input_noise = [float(w) for w in weights.input_noise]
+                case.methods[label].input_noise = weights.input_noise.tolist()
             if progress:
                 progress(f"{dataset} {scale:g}× {label}")
         cases.append(case)

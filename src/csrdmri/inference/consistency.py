@@ -130,10 +130,10 @@ def checked_weights(
     else:
         why = "too little of it left"
     for v in checked:
-        unseen = consistent(resample(coarse_residual[..., v], series.shape), np.zeros(coarse.shape), operator)
+        zero = np.zeros(coarse.shape)
+        unseen = consistent(resample(coarse_residual[..., v], series.shape), zero, operator)[mask]
         back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)
         error = back[mask].astype(np.float64) - series.data[..., v][mask]
-        unseen = unseen[mask]
         weights[v] = np.clip((error * unseen).sum() / max(float((unseen * unseen).sum()), 1e-30), 0.0, 1.0)
     if len(checked) < has.sum():
         log.warning(
