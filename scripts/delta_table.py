@@ -1,7 +1,7 @@
 """Print Markdown rows of raw ΔPSNR / FA-error ratio over cubic from `csrdmri evaluate` results.
 
 Usage: python scripts/delta_table.py RESULTS.json [RESULTS.json ...] [--reference tricubic]
-       [--baseline RESULTS.json] [--s0]
+       [--baseline RESULTS.json] [--s0] [--clean]
 
 One row per case (data, scale; the slabs of `--slab` runs under their scan's name), one column
 per file (named by its folder) and method: "+0.38 / 0.985" = raw-intensity PSNR gain (dB) over
@@ -9,7 +9,8 @@ the reference of the same file, and FA MAE (brain) relative to the reference's. 
 the cell also holds the S/S0 PSNR gain: "+0.38 / +0.21 / 0.985". With `--baseline` the
 reference is taken from that file instead (e.g. plain cubic of a `--consistency off` run, so
 that runs with a consistency are compared with the same plain cubic); the reference then also
-appears as a column of each file.
+appears as a column of each file. With `--clean`, phantom cells add the same two scores against
+the noise-free signal in brackets: "+0.38 / 0.985 (+0.85 / 0.955)".
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ def cases(results: dict) -> dict[tuple[str, float], dict[str, dict]]:
     }
 
 
+def clean_cell(scores: dict, base: dict) -> str:
+    """Raw PSNR gain and FA-error ratio against the noise-free signal, or "" on a real scan."""
+    if "clean_psnr_mean" not in scores or "clean_psnr_mean" not in base:
+        return ""
+    gain = scores["clean_psnr_mean"] - base["clean_psnr_mean"]
+    return f" ({gain:+.2f} / {scores['clean_fa_mae_brain'] / base['clean_fa_mae_brain']:.3f})"
+
+
 def cells(
-    results: dict, reference: str, baseline: dict | None = None, s0: bool = False
+    results: dict, reference: str, baseline: dict | None = None, s0: bool = False, clean: bool = False
 ) -> dict[tuple[str, float], dict[str, str]]:
     rows: dict[tuple[str, float], dict[str, str]] = {}
     references = cases(baseline) if baseline is not None else None
@@ -42,6 +51,7 @@ def cells(
                 if s0:
                     gain += f" / {scores['psnr_mean'] - base['psnr_mean']:+.2f}"
                 row[label] = f"{gain} / {scores['fa_mae_brain'] / base['fa_mae_brain']:.3f}"
+                row[label] += clean_cell(scores, base) if clean else ""
         rows[key] = row
     return rows
 
@@ -52,10 +62,12 @@ def main() -> None:
     parser.add_argument("--reference", default="tricubic")
     parser.add_argument("--baseline", type=Path, help="take the reference's scores from this file")
     parser.add_argument("--s0", action="store_true", help="add the S/S0 PSNR gain to each cell")
+    parser.add_argument("--clean", action="store_true", help="add the scores against the noise-free signal")
     args = parser.parse_args()
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     tables = {
-        path: cells(json.loads(path.read_text()), args.reference, baseline, args.s0) for path in args.results
+        path: cells(json.loads(path.read_text()), args.reference, baseline, args.s0, args.clean)
+        for path in args.results
     }
     keys = list(dict.fromkeys(k for table in tables.values() for k in table))
     columns = [(path, label) for path, table in tables.items() for label in next(iter(table.values()))]
