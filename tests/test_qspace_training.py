@@ -152,3 +152,23 @@ def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
     assert max(residual) < 0.9  # the noise is gone from what the loss compares with
     with pytest.raises(InputError, match="target must be one of noisy, expected"):
         QSpaceConfig(target="clean")
+
+
+def test_the_orientation_term_sees_only_what_differs_between_directions():
+    from csrdmri.core.errors import InputError
+    from csrdmri.training.qspace import QSpaceConfig, anisotropic_error, draw_subjects, on_device
+    from csrdmri.training.qspace_data import draw_sample
+
+    config = QSpaceConfig(queries=256, lr_size=8, subjects=1, voxel_size=3.0)
+    (subject,) = draw_subjects(config, range(1), bar=False)
+    sample = on_device(
+        draw_sample(subject, np.random.default_rng(2), 8, (2.0, 2.0), 256, False), torch.device("cpu")
+    )
+    offset = torch.linspace(0.1, 0.5, len(sample.expected))[:, None]  # the same for every direction
+    assert float(anisotropic_error(sample.expected + offset, sample)) == pytest.approx(0.0, abs=1e-5)
+    coefficients = torch.zeros((len(sample.expected), 28))
+    coefficients[:, 3] = 0.2  # one order-2 coefficient at every query
+    anisotropic = sample.expected + coefficients @ sample.basis.T
+    assert float(anisotropic_error(anisotropic, sample)) == pytest.approx(0.2, rel=1e-4)
+    with pytest.raises(InputError, match="sh_weight must be at least 0"):
+        QSpaceConfig(sh_weight=-1.0)

@@ -5,7 +5,10 @@ The loss is what users consume: L1 of every DWI of the sample's shell in raw int
 output is ``cubic(DWI_g) + cubic(b0) · Y(g) · Δc`` (:mod:`csrdmri.models.qspace`); plus
 ``fa_weight`` × the L1 error of the FA of the tensors fitted to the output and to the
 noise-free truth there (:mod:`csrdmri.training.tensor_loss`): the FA of the noisy truth is
-biased up by its noise, and matching it would teach the model to add anisotropic noise.
+biased up by its noise, and matching it would teach the model to add anisotropic noise; plus
+``sh_weight`` × the L1 size of the error's SH coefficients of order ≥ 2 against the noise-free
+expectation (its orientation part: a correction the same for every direction, order 0, is all
+the L1 term alone has taught, docs/results.md).
 With ``target`` "expected" the L1 term compares with the noisy DWIs' expectation given the
 noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the estimator a
 squared error against noisy data rewards is the same, and the gradient no longer carries the
@@ -71,6 +74,7 @@ class QSpaceConfig:
     queries: int = 2048  # HR voxels scored per sample
     t1_dropout: float = 0.3  # share of steps trained without the T1w
     fa_weight: float = 0.0  # weight of the FA term of the loss
+    sh_weight: float = 0.0  # weight of the orientation (SH order >= 2) term of the loss
     kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
     kspace_variants: bool = False  # those with random apodisation, partial Fourier, slice profile
     target: str = "noisy"  # what the loss compares with: the noisy HR DWIs or their "expected" value
@@ -94,8 +98,9 @@ class QSpaceConfig:
             raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}", "target")
         if self.warmup < 0:
             raise InputError(f"warmup must be at least 0, got {self.warmup}", "warmup")
-        if self.fa_weight < 0:
-            raise InputError(f"fa_weight must be at least 0, got {self.fa_weight}", "fa_weight")
+        for name in ("fa_weight", "sh_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be at least 0, got {getattr(self, name)}", name)
 
     @property
     def radius(self) -> int:
@@ -176,6 +181,13 @@ def fa_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
     return (fa - sample.fa).abs().mean()
 
 
+def anisotropic_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
+    """Mean over the sample's queries of the summed |SH coefficients of order >= 2| of the
+    output's error (Q, K) against the noise-free expectation, in the sample's units."""
+    coefficients = (output - sample.expected) @ torch.linalg.pinv(sample.basis).T  # (Q, 28)
+    return coefficients[:, 1:].abs().sum(-1).mean()
+
+
 def validate(model: torch.nn.Module, batches: list[list[Sample]]) -> dict[str, float]:
     """Mean L1 ratio to cubic, the raw MSE gain over cubic (dB) and the FA error ratio to
     cubic on the validation batches."""
@@ -247,17 +259,19 @@ def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int
     return draw_batch(subjects, config, rng, with_t1=rng.random() >= config.t1_dropout)
 
 
-def optimise(
-    model, optimizer, samples: list[Sample], lr: float, fa_weight: float, target: str = "noisy"
-) -> float:
-    """One optimisation step on ``samples`` at learning rate ``lr``, the L1 error measured
-    against ``target`` (a key of ``TARGETS``); returns the loss."""
+def optimise(model, optimizer, samples: list[Sample], lr: float, config: QSpaceConfig) -> float:
+    """One optimisation step on ``samples`` at learning rate ``lr`` with ``config``'s loss (the
+    L1 error against its ``target``, its FA and orientation terms); returns the loss."""
     model.train()
     outputs = raw_output(model, encode(model, samples), samples)
     errors = []
     for o, s in zip(outputs, samples, strict=True):
-        error = (o - getattr(s, TARGETS[target])).abs().mean()
-        errors.append(error + fa_weight * fa_error(o, s) if fa_weight else error)
+        error = (o - getattr(s, TARGETS[config.target])).abs().mean()
+        if config.fa_weight:
+            error = error + config.fa_weight * fa_error(o, s)
+        if config.sh_weight:
+            error = error + config.sh_weight * anisotropic_error(o, s)
+        errors.append(error)
     loss = torch.stack(errors).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -338,9 +352,7 @@ def train_qspace(
             writer.writerow(LOG_COLUMNS)
         for step, batch in zip(bar, batches, strict=True):
             samples = [on_device(s, run_device) for s in batch]
-            loss = optimise(
-                model, optimizer, samples, config.learning_rate(step), config.fa_weight, config.target
-            )
+            loss = optimise(model, optimizer, samples, config.learning_rate(step), config)
             bar.set_postfix(loss=f"{loss:.4f}")
             done = step + 1
             if done % config.checkpoint_every and done != config.steps:
