@@ -10,7 +10,9 @@ decoder, an MLP of [latent sampled trilinearly at the query, the query's offset 
 nearest LR voxel (LIIF's local code)], returns 28 SH coefficients Δc of the *correction* of the
 cubic interpolation, in S/S0. With ``t1_features > 0`` the decoder also reads features of the
 T1w at the output resolution (:mod:`csrdmri.models.anatomy`; zeros without a T1w) at the
-query. The caller writes, for each direction ``g`` of the shell::
+query. With ``orientation > 0`` a linear path filters each SH order's LR coefficient maps with
+one learned kernel per order and adds the result to the decoder's coefficients of orders ≥ 2
+(:mod:`csrdmri.models.orientation`). The caller writes, for each direction ``g`` of the shell::
 
     DWI_g↑ = cubic(DWI_g) + cubic(mean b0) · Y(g) · Δc
 
@@ -29,6 +31,7 @@ from csrdmri.dmri.sh import MAX_ORDER, n_coefficients
 from csrdmri.models import register
 from csrdmri.models.anatomy import AnatomyCNN
 from csrdmri.models.inr import ImplicitMLP, local_code, sample_latent
+from csrdmri.models.orientation import CHANNELS, OrientationFilter
 from csrdmri.models.rdn import RDN, Interior
 
 #: Channels of the conditioning maps after the coefficients: b-value, SH order.
@@ -67,6 +70,8 @@ class QSpaceINR(nn.Module):
         is read on the LR grid only, as in the paper).
     b0_channel : bool
         Whether the encoder also reads the relative mean b0 (:func:`shell_input`).
+    orientation : int
+        Side (LR voxels) of the linear path's kernels (0: no linear path).
     """
 
     uses_t1 = False  # a T1w is not required ...
@@ -87,6 +92,7 @@ class QSpaceINR(nn.Module):
         skip_at: int = 3,
         t1_features: int = 0,
         b0_channel: bool = False,
+        orientation: int = 0,
     ) -> None:
         super().__init__()
         self.coefficients = n_coefficients(MAX_ORDER)
@@ -98,13 +104,19 @@ class QSpaceINR(nn.Module):
         self.decoder = ImplicitMLP(decoded, width, depth, skip_at, out_features=self.coefficients)
         nn.init.zeros_(self.decoder.head.weight)
         nn.init.zeros_(self.decoder.head.bias)
+        self.orientation = OrientationFilter(orientation) if orientation else None
 
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
         """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30 or 31, X, Y, Z) and the
-        T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides."""
+        T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides.
+        With the linear path, its 27 channels follow the latent ones."""
         present = torch.ones_like(lr[:, :1]) if t1 is not None else torch.zeros_like(lr[:, :1])
         anatomy = t1 if t1 is not None else torch.zeros_like(lr[:, :1])
-        return self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)
+        latent = self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)
+        if self.orientation is None:
+            return latent
+        linear = self.orientation(lr[:, : self.coefficients], self.encoder.receptive_radius, interior)
+        return torch.cat([latent, linear.to(latent.dtype)], dim=1)
 
     def code(self, index: torch.Tensor, n: int | tuple[int, ...]) -> torch.Tensor:
         """Offset of continuous LR indices from their nearest LR voxel (``n`` is not needed)."""
@@ -118,15 +130,23 @@ class QSpaceINR(nn.Module):
     def decode_sampled(
         self, sampled: torch.Tensor, code: torch.Tensor, anatomy: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """SH corrections (..., 28) from latent features (..., latent) at the queries, their
-        codes (..., 3) and, with :attr:`native_t1`, the T1w features there (..., t1_features;
-        None: no T1w, zeros)."""
+        """SH corrections (..., 28) from latent features (..., latent, + 27 with the linear
+        path) at the queries, their codes (..., 3) and, with :attr:`native_t1`, the T1w features
+        there (..., t1_features; None: no T1w, zeros)."""
+        linear = None
+        if self.orientation is not None:
+            sampled, linear = sampled[..., :-CHANNELS], sampled[..., -CHANNELS:]
         parts = [sampled, code.to(sampled.dtype)]
         if self.anatomy is not None:
             if anatomy is None:
                 anatomy = sampled.new_zeros((*sampled.shape[:-1], self.anatomy.features))
             parts.append(anatomy.to(sampled.dtype))
-        return self.decoder(torch.cat(parts, dim=-1))
+        corrections = self.decoder(torch.cat(parts, dim=-1))
+        if linear is None:
+            return corrections
+        return corrections + torch.cat(
+            [torch.zeros_like(linear[..., :1]), linear.to(corrections.dtype)], dim=-1
+        )
 
     def decode(
         self, features: torch.Tensor, coords: torch.Tensor, anatomy: torch.Tensor | None = None
