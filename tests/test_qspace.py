@@ -15,7 +15,7 @@ from dipy.core.gradients import gradient_table
 from dipy.core.sphere import Sphere
 from dipy.reconst.shm import sf_to_sh, sh_to_sf
 
-from csrdmri.core.grid import TargetGrid
+from csrdmri.core.grid import TargetGrid, dst_grid_normalized
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import order_for, sh_matrices
 from csrdmri.inference.series import new_output, upsample_series
@@ -140,8 +140,6 @@ def test_tiles_decode_what_the_untiled_model_decodes():
             out[box][selected] = values
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
     with torch.no_grad():
-        from csrdmri.core.grid import dst_grid_normalized
-
         coords = torch.from_numpy(dst_grid_normalized(shape)).reshape(1, -1, 3)
         t = lambda a: torch.from_numpy(a)[None] if a.ndim == 4 else torch.from_numpy(a)[None, None]  # noqa: E731
         direct = model.decode(model.encode(t(inputs), t(t1)), coords)[0].reshape(*shape, 28).numpy()
@@ -345,7 +343,7 @@ def test_the_orientation_path_filters_each_order_alike_and_tiles_exactly():
     rng = np.random.default_rng(1)
     inputs = shell_input(rng.random((28, 10, 9, 8)).astype(np.float32), 1000.0, 6)
     lr = torch.from_numpy(inputs)[None]
-    centres = torch.from_numpy(dst_centres((10, 9, 8))).reshape(1, -1, 3)  # the LR voxels' own centres
+    centres = torch.from_numpy(dst_grid_normalized((10, 9, 8))).reshape(1, -1, 3)  # the LR voxels' centres
     with torch.no_grad():
         torch.testing.assert_close(
             model.decode(model.encode(lr, None), centres), plain.decode(plain.encode(lr, None), centres)
@@ -364,9 +362,3 @@ def test_the_orientation_path_filters_each_order_alike_and_tiles_exactly():
         for box, selected, values in predict_tiles(model, inputs, None, shape, tile=tile):
             out[box][selected] = values
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
-
-
-def dst_centres(shape: tuple[int, ...]) -> np.ndarray:
-    """Normalised (x, y, z) coordinates of the centres of the voxels of ``shape`` (X, Y, Z, 3)."""
-    axes = [(np.arange(n) + 0.5) / n * 2 - 1 for n in shape]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).astype(np.float32)
