@@ -128,9 +128,8 @@ def checked_weights(
     except InputError as error:
         checked, why = np.zeros(0, int), str(error)
     else:
-        why = "too little of it left"
+        why, zero = "too little of it left", np.zeros(coarse.shape)
     for v in checked:
-        zero = np.zeros(coarse.shape)
         unseen = consistent(resample(coarse_residual[..., v], series.shape), zero, operator)[mask]
         back = consistent(resample(coarse.data[..., v], series.shape), coarse.data[..., v], operator)
         error = back[mask].astype(np.float64) - series.data[..., v][mask]
