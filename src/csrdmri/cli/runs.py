@@ -279,7 +279,8 @@ def train(
         str | None,
         typer.Option(
             help="Start from these weights (a shipped model name, a checkpoint or a run folder) "
-            "instead of a random initialisation: fine-tuning. The model must match the run's.",
+            "instead of a random initialisation: fine-tuning. The model must match the run's "
+            "(csr-qspace: or hold it and more, e.g. a path added; the new parts start as built).",
         ),
     ] = None,
     workers: Annotated[

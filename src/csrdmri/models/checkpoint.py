@@ -87,6 +87,29 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
+def grow_from(model: nn.Module, path: str | Path) -> list[str]:
+    """Load the weights of checkpoint ``path`` into ``model``, a model with the checkpoint's
+    parts and possibly more: new parts keep their initial values, and a tensor larger only in
+    its first dimension (an output layer with more outputs) gets the saved values in its first
+    rows, the rest as initialised. Returns the names of the tensors not loaded in full.
+
+    Raises
+    ------
+    InputError
+        When a saved tensor has no place in ``model``.
+    """
+    read_meta(path)
+    saved = {k[len("model.") :]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    state = model.state_dict()
+    for name, value in saved.items():
+        target = state.get(name)
+        fits = target is not None and target.dim() == value.dim() and target.shape[1:] == value.shape[1:]
+        if not fits or target.shape[0] < value.shape[0]:
+            raise InputError(f"{path}: its weight {name} {tuple(value.shape)} has no place in this model")
+        target[: value.shape[0]] = value
+    return sorted(k for k in state if k not in saved or state[k].shape != saved[k].shape)
+
+
 def load_training_state(
     path: str | Path,
     optimizer: torch.optim.Optimizer,

@@ -12,7 +12,9 @@ cubic interpolation, in S/S0. With ``t1_features > 0`` the decoder also reads fe
 T1w at the output resolution (:mod:`csrdmri.models.anatomy`; zeros without a T1w) at the
 query. With ``orientation > 0`` a linear path filters each SH order's LR coefficient maps with
 one learned kernel per order and adds the result to the decoder's coefficients of orders ≥ 2
-(:mod:`csrdmri.models.orientation`). The caller writes, for each direction ``g`` of the shell::
+(:mod:`csrdmri.models.orientation`); with ``gated > 0`` the decoder also returns gates that mix
+a fixed bank of spatial filters of those maps at each query (:mod:`csrdmri.models.gated`).
+The caller writes, for each direction ``g`` of the shell::
 
     DWI_g↑ = cubic(DWI_g) + cubic(mean b0) · Y(g) · Δc
 
@@ -30,6 +32,7 @@ from csrdmri.core.grid import unnormalized
 from csrdmri.dmri.sh import MAX_ORDER, n_coefficients
 from csrdmri.models import register
 from csrdmri.models.anatomy import AnatomyCNN
+from csrdmri.models.gated import GatedFilters
 from csrdmri.models.inr import ImplicitMLP, local_code, sample_latent
 from csrdmri.models.orientation import CHANNELS, OrientationFilter
 from csrdmri.models.rdn import RDN, Interior
@@ -72,6 +75,8 @@ class QSpaceINR(nn.Module):
         Whether the encoder also reads the relative mean b0 (:func:`shell_input`).
     orientation : int
         Side (LR voxels) of the linear path's kernels (0: no linear path).
+    gated : int
+        Filters in the gated path's bank (0: no gated path).
     """
 
     uses_t1 = False  # a T1w is not required ...
@@ -93,6 +98,7 @@ class QSpaceINR(nn.Module):
         t1_features: int = 0,
         b0_channel: bool = False,
         orientation: int = 0,
+        gated: int = 0,
     ) -> None:
         super().__init__()
         self.coefficients = n_coefficients(MAX_ORDER)
@@ -101,7 +107,13 @@ class QSpaceINR(nn.Module):
         self.encoder = RDN(inputs, latent, g0, growth, blocks, layers)
         self.anatomy = AnatomyCNN(t1_features) if t1_features else None
         decoded = latent + 3 + t1_features
-        self.decoder = ImplicitMLP(decoded, width, depth, skip_at, out_features=self.coefficients)
+        self.gated = GatedFilters(gated) if gated else None
+        if self.gated is not None and self.gated.radius > self.encoder.receptive_radius:
+            raise ValueError(
+                f"{gated} gated filters read farther than the encoder ({self.encoder.receptive_radius})"
+            )
+        outputs = self.coefficients + (self.gated.gates if self.gated is not None else 0)
+        self.decoder = ImplicitMLP(decoded, width, depth, skip_at, out_features=outputs)
         nn.init.zeros_(self.decoder.head.weight)
         nn.init.zeros_(self.decoder.head.bias)
         self.orientation = OrientationFilter(orientation) if orientation else None
@@ -109,14 +121,17 @@ class QSpaceINR(nn.Module):
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
         """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30 or 31, X, Y, Z) and the
         T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides.
-        With the linear path, its 27 channels follow the latent ones."""
+        With the linear path, its 27 channels follow the latent ones; with the gated path, its
+        filtered maps come last."""
         present = torch.ones_like(lr[:, :1]) if t1 is not None else torch.zeros_like(lr[:, :1])
         anatomy = t1 if t1 is not None else torch.zeros_like(lr[:, :1])
-        latent = self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)
-        if self.orientation is None:
-            return latent
-        linear = self.orientation(lr[:, : self.coefficients], self.encoder.receptive_radius, interior)
-        return torch.cat([latent, linear.to(latent.dtype)], dim=1)
+        parts = [self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)]
+        radius, coefficients = self.encoder.receptive_radius, lr[:, : self.coefficients]
+        if self.orientation is not None:
+            parts.append(self.orientation(coefficients, radius, interior))
+        if self.gated is not None:
+            parts.append(self.gated.maps(coefficients, radius, interior))
+        return torch.cat([p.to(parts[0].dtype) for p in parts], dim=1) if len(parts) > 1 else parts[0]
 
     def code(self, index: torch.Tensor, n: int | tuple[int, ...]) -> torch.Tensor:
         """Offset of continuous LR indices from their nearest LR voxel (``n`` is not needed)."""
@@ -131,9 +146,11 @@ class QSpaceINR(nn.Module):
         self, sampled: torch.Tensor, code: torch.Tensor, anatomy: torch.Tensor | None = None
     ) -> torch.Tensor:
         """SH corrections (..., 28) from latent features (..., latent, + 27 with the linear
-        path) at the queries, their codes (..., 3) and, with :attr:`native_t1`, the T1w features
-        there (..., t1_features; None: no T1w, zeros)."""
-        linear = None
+        path, + the filtered maps with the gated one) at the queries, their codes (..., 3) and,
+        with :attr:`native_t1`, the T1w features there (..., t1_features; None: no T1w, zeros)."""
+        linear = filtered = None
+        if self.gated is not None:
+            sampled, filtered = sampled[..., : -self.gated.channels], sampled[..., -self.gated.channels :]
         if self.orientation is not None:
             sampled, linear = sampled[..., :-CHANNELS], sampled[..., -CHANNELS:]
         parts = [sampled, code.to(sampled.dtype)]
@@ -142,6 +159,9 @@ class QSpaceINR(nn.Module):
                 anatomy = sampled.new_zeros((*sampled.shape[:-1], self.anatomy.features))
             parts.append(anatomy.to(sampled.dtype))
         corrections = self.decoder(torch.cat(parts, dim=-1))
+        if filtered is not None:
+            corrections, gates = corrections[..., : self.coefficients], corrections[..., self.coefficients :]
+            linear = self.gated(filtered.to(gates.dtype), gates) + (0 if linear is None else linear)
         if linear is None:
             return corrections
         return corrections + torch.cat(

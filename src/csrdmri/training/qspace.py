@@ -47,7 +47,13 @@ from tqdm import tqdm
 from csrdmri.core.errors import InputError
 from csrdmri.models import build_model
 from csrdmri.models.anatomy import RADIUS
-from csrdmri.models.checkpoint import load_model, load_training_state, save_checkpoint
+from csrdmri.models.checkpoint import (
+    find_checkpoint,
+    grow_from,
+    load_model,
+    load_training_state,
+    save_checkpoint,
+)
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
 from csrdmri.training.tensor_loss import fractional_anisotropy
@@ -83,6 +89,7 @@ class QSpaceConfig:
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
     texture_sd: float = 0.5  # their diffusivity texture (PhantomParams.texture_sd; 0: none)
     checkpoint_every: int = 250
+    init: str | None = None  # a checkpoint (shipped name, file, run folder) the weights start from
     model: dict = field(default_factory=lambda: {"architecture": "qspace"})
 
     def __post_init__(self) -> None:
@@ -239,6 +246,9 @@ def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
             raise InputError(f"{out} already holds a run; resume it or choose another folder", "out")
         torch.manual_seed(config.seed)
         model, step, best = build_model(config.model), 0, -np.inf
+        if config.init:
+            new = grow_from(model, find_checkpoint(config.init))
+            tqdm.write(f"weights from {config.init}" + (f"; new or grown: {', '.join(new)}" if new else ""))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume:

@@ -40,14 +40,23 @@ def run_config(preset: str, model: str | None = None, options: dict | None = Non
     return TrainConfig.from_dict(values)
 
 
-def qspace_config(name: str, options: dict, steps: int | None, saved: dict | None = None) -> QSpaceConfig:
+def qspace_config(
+    name: str, options: dict, steps: int | None, saved: dict | None = None, init: str | None = None
+) -> QSpaceConfig:
     """The q-space run's options: defaults (or, resuming, the ``saved`` run's options and
-    model), then the JSON options (its ``model`` a name or a config), then ``steps``."""
+    model), then the JSON options (its ``model`` a name or a config), then ``steps`` and the
+    starting weights ``init``."""
+    if saved and init is not None:
+        raise InputError(
+            "starting weights begin a new run; a resumed run continues from its own checkpoint", "init"
+        )
     values = dict(saved or {})
     values.update({k: v for k, v in options.items() if k != "model"})
     values["model"] = saved["model"] if saved else model_config(options.get("model", name))
     if steps is not None:
         values["steps"] = steps
+    if init is not None:
+        values["init"] = str(init)
     if "scale_range" in values:
         values["scale_range"] = tuple(values["scale_range"])
     known = set(QSpaceConfig.__dataclass_fields__)
@@ -86,7 +95,7 @@ def train_run(
             raise InputError(f"model {name} simulates its training data; --data is not used", "data")
         last = out / "last.safetensors"
         saved = read_meta(last).get("training") if resume and last.exists() else None
-        config = qspace_config(name, options, steps, saved)
+        config = qspace_config(name, options, steps, saved, init)
         return train_qspace(out, config, resume=resume, device=device, workers=workers)
     if not data:
         raise InputError("training needs data: a cohort folder, subjects or scans", "data")
