@@ -333,32 +333,3 @@ def test_shell_coefficients_do_not_depend_on_the_memory_order(tmp_path):
     for prepared, factor in ((scan, reciprocal), (fortran, np.asfortranarray(reciprocal))):
         got = shell_coefficients(prepared, volumes, fit, factor)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_the_orientation_path_filters_each_order_alike_and_tiles_exactly():
-    torch.manual_seed(0)
-    plain = build_model(TINY_QSPACE).eval()
-    model = build_model({**TINY_QSPACE, "orientation": 3}).eval()
-    model.load_state_dict(plain.state_dict(), strict=False)  # the path starts at 0: the same model
-    rng = np.random.default_rng(1)
-    inputs = shell_input(rng.random((28, 10, 9, 8)).astype(np.float32), 1000.0, 6)
-    lr = torch.from_numpy(inputs)[None]
-    centres = torch.from_numpy(dst_grid_normalized((10, 9, 8))).reshape(1, -1, 3)  # the LR voxels' centres
-    with torch.no_grad():
-        torch.testing.assert_close(
-            model.decode(model.encode(lr, None), centres), plain.decode(plain.encode(lr, None), centres)
-        )
-        model.orientation.kernels[:, 0, 1, 1, 1] = torch.tensor([0.5, -1.0, 2.0])  # centre taps only
-        gained = model.decode(model.encode(lr, None), centres) - plain.decode(plain.encode(lr, None), centres)
-    coefficients = lr[0, :28].reshape(28, -1).T
-    scale = torch.tensor([0.0] + [0.5] * 5 + [-1.0] * 9 + [2.0] * 13)
-    torch.testing.assert_close(gained[0], coefficients * scale, atol=1e-5, rtol=1e-5)
-    torch.nn.init.normal_(model.orientation.kernels, std=0.3)
-    torch.nn.init.normal_(model.decoder.head.weight, std=0.1)
-    inputs = shell_input(rng.random((28, 16, 15, 14)).astype(np.float32), 1000.0, 6)
-    shape = (32, 30, 28)
-    whole, tiled = np.zeros((*shape, 28), np.float32), np.zeros((*shape, 28), np.float32)
-    for out, tile in ((whole, 200), (tiled, 24)):
-        for box, selected, values in predict_tiles(model, inputs, None, shape, tile=tile):
-            out[box][selected] = values
-    np.testing.assert_allclose(tiled, whole, atol=1e-5)

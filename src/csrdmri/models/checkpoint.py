@@ -87,25 +87,37 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
-def grow_from(model: nn.Module, path: str | Path) -> list[str]:
-    """Load the weights of checkpoint ``path`` into ``model``, a model with the checkpoint's
-    parts and possibly more: new parts keep their initial values, and a tensor larger only in
-    its first dimension (an output layer with more outputs) gets the saved values in its first
-    rows, the rest as initialised. Returns the names of the tensors not loaded in full.
+def grow_from(model: nn.Module, config: dict, path: str | Path) -> list[str]:
+    """Load the weights of checkpoint ``path`` into ``model`` (built from ``config``), a model
+    with the checkpoint's parts and possibly more: ``config`` may add options to the saved one
+    but not change any; new parts keep their initial values, and a tensor the model names
+    ``growable`` (an output layer with more outputs) gets the saved values in its first rows.
+    Returns the names of the tensors not loaded in full.
 
     Raises
     ------
     InputError
-        When a saved tensor has no place in ``model``.
+        When ``config`` changes a saved option, or a saved tensor has no place in ``model``.
     """
-    read_meta(path)
+    saved_config = read_meta(path)["model"]
+    changed = sorted(k for k, v in saved_config.items() if config.get(k, v) != v or k not in config)
+    if changed:
+        raise InputError(
+            f"the starting weights {path} are of another model (it differs in {', '.join(changed)}); "
+            "give the model config they were trained with, and only add options to it",
+            "init",
+        )
     saved = {k[len("model.") :]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
-    state = model.state_dict()
+    state, growable = model.state_dict(), getattr(model, "growable", ())
     for name, value in saved.items():
         target = state.get(name)
-        fits = target is not None and target.dim() == value.dim() and target.shape[1:] == value.shape[1:]
-        if not fits or target.shape[0] < value.shape[0]:
-            raise InputError(f"{path}: its weight {name} {tuple(value.shape)} has no place in this model")
+        if target is None:
+            raise InputError(f"{path}: its weight {name} has no place in this model", "init")
+        grows = name in growable and target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]
+        if not (target.shape == value.shape or grows):
+            raise InputError(
+                f"{path}: its weight {name} {tuple(value.shape)} has no place in this model", "init"
+            )
         target[: value.shape[0]] = value
     return sorted(k for k in state if k not in saved or state[k].shape != saved[k].shape)
 

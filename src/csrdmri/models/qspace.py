@@ -84,6 +84,7 @@ class QSpaceINR(nn.Module):
     joint = True  # one pass per shell (csrdmri.inference.joint)
     coord = "local"
     residual = False  # the caller adds the cubic interpolation of each DWI (module docstring)
+    growable = ("decoder.head.weight", "decoder.head.bias")  # rows added for the gated path's gates
 
     def __init__(
         self,

@@ -247,7 +247,7 @@ def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
         torch.manual_seed(config.seed)
         model, step, best = build_model(config.model), 0, -np.inf
         if config.init:
-            new = grow_from(model, find_checkpoint(config.init))
+            new = grow_from(model, config.model, find_checkpoint(config.init))
             tqdm.write(f"weights from {config.init}" + (f"; new or grown: {', '.join(new)}" if new else ""))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
