@@ -13,7 +13,7 @@ from csrdmri.core.errors import InputError
 from csrdmri.core.grid import dst_grid_normalized
 from csrdmri.inference.tiling import predict_tiles
 from csrdmri.models import build_model
-from csrdmri.models.checkpoint import grow_from, load_model, save_checkpoint
+from csrdmri.models.checkpoint import grow_from, load_model, phantom_subjects, save_checkpoint
 from csrdmri.models.qspace import shell_input
 
 
@@ -90,7 +90,7 @@ def test_starting_weights_may_gain_parts_but_not_change_them(tmp_path):
     path = tmp_path / "plain.safetensors"
     plain = build_model(TINY_QSPACE)
     torch.nn.init.normal_(plain.decoder.head.weight, std=0.1)
-    save_checkpoint(path, plain, {"model": TINY_QSPACE})
+    save_checkpoint(path, plain, {"model": TINY_QSPACE, "training": {"steps": 9, "seed": 7, "subjects": 2}})
     wider = {**TINY_QSPACE, "width": 32}
     with pytest.raises(InputError, match=r"another model .*differs in width"):
         grow_from(build_model(wider), wider, path)
@@ -99,6 +99,7 @@ def test_starting_weights_may_gain_parts_but_not_change_them(tmp_path):
     train_qspace(tmp_path / "run", config)  # at lr 0 the run's weights are the ones it started from
     model, meta = load_model(tmp_path / "run" / "last.safetensors")
     assert meta["training"]["init"] == str(path)
+    assert phantom_subjects(meta) == {7: 3, 0: 2}  # evaluation refuses the init's subjects too
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name][: len(value)], value)
     assert not model.decoder.head.weight[28:].any()  # the gates' rows as built

@@ -27,6 +27,7 @@ from csrdmri.inference.tiling import as_input
 from csrdmri.inference.upsampler import Upsampler
 from csrdmri.io.layout import DatasetPaths, find_dataset
 from csrdmri.io.nifti import file_digest, load_dwi
+from csrdmri.models.checkpoint import phantom_subjects
 
 
 def training_scale(up: Upsampler) -> float | None:
@@ -80,9 +81,8 @@ class Method:
         the method (q-space runs simulate their data from phantom subjects, not from files)."""
         seeds: dict[int, int] = {}
         for up in self.upsamplers:
-            training = up.meta.get("training", {})
-            if "steps" in training and "seed" in training:  # a q-space run: subjects + 1 validating
-                seeds[int(training["seed"])] = int(training["subjects"]) + 1
+            for seed, count in phantom_subjects(up.meta).items():
+                seeds[seed] = max(seeds.get(seed, 0), count)
         return seeds
 
     @property

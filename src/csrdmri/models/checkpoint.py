@@ -87,6 +87,18 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
+def phantom_subjects(meta: dict) -> dict[int, int]:
+    """Phantom seeds -> how many subjects (indices 0..n-1) of that seed trained or validated a
+    q-space checkpoint with metadata ``meta``: its own run's (``subjects`` + 1 validating) and
+    those of the runs its starting weights came from (``inherited_phantoms``)."""
+    seeds = {int(k): int(v) for k, v in meta.get("inherited_phantoms", {}).items()}
+    training = meta.get("training", {})
+    if "steps" in training and "seed" in training:  # a q-space run simulates its data from phantoms
+        seed = int(training["seed"])
+        seeds[seed] = max(seeds.get(seed, 0), int(training["subjects"]) + 1)
+    return seeds
+
+
 def grow_from(model: nn.Module, config: dict, path: str | Path) -> list[str]:
     """Load the weights of checkpoint ``path`` into ``model`` (built from ``config``), a model
     with the checkpoint's parts and possibly more: ``config`` may add options to the saved one

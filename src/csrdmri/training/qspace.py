@@ -52,6 +52,8 @@ from csrdmri.models.checkpoint import (
     grow_from,
     load_model,
     load_training_state,
+    phantom_subjects,
+    read_meta,
     save_checkpoint,
 )
 from csrdmri.phantom.params import PhantomParams
@@ -344,6 +346,11 @@ def train_qspace(
     out.mkdir(parents=True, exist_ok=True)
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, optimizer, step, best = _start(out, config, resume, run_device)
+    # The phantom subjects behind the starting weights, so that evaluation refuses them too.
+    if resume:
+        inherited = read_meta(out / "last.safetensors").get("inherited_phantoms", {})
+    else:
+        inherited = phantom_subjects(read_meta(find_checkpoint(config.init))) if config.init else {}
     simulator = Simulator(config, workers)
     (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))
     val_rng = np.random.default_rng([config.seed, 10**9])
@@ -371,6 +378,7 @@ def train_qspace(
             with decoder_activity(model) as active:  # read from validation's own decoding
                 scores = validate(model, val_batches)
             meta = {"model": config.model, "training": asdict(config), "step": done, **scores}
+            meta["inherited_phantoms"] = {str(k): v for k, v in inherited.items()}
             if scores["val_gain_db"] > best:
                 best = scores["val_gain_db"]
                 save_checkpoint(out / "best.safetensors", model, meta)
