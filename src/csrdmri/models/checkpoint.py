@@ -112,7 +112,7 @@ def grow_from(model: nn.Module, config: dict, path: str | Path) -> list[str]:
         When ``config`` changes a saved option, or a saved tensor has no place in ``model``.
     """
     saved_config = read_meta(path)["model"]
-    changed = sorted(k for k, v in saved_config.items() if config.get(k, v) != v or k not in config)
+    changed = sorted(k for k, v in saved_config.items() if k not in config or config[k] != v)
     if changed:
         raise InputError(
             f"the starting weights {path} are of another model (it differs in {', '.join(changed)}); "
