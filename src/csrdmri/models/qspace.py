@@ -111,7 +111,8 @@ class QSpaceINR(nn.Module):
         self.gated = GatedFilters(gated) if gated else None
         if self.gated is not None and self.gated.radius > self.encoder.receptive_radius:
             raise ValueError(
-                f"{gated} gated filters read farther than the encoder ({self.encoder.receptive_radius})"
+                f"the gated path's {gated} filters read {self.gated.radius} LR voxels around a query, "
+                f"farther than the encoder's receptive radius ({self.encoder.receptive_radius}): use fewer"
             )
         outputs = self.coefficients + (self.gated.gates if self.gated is not None else 0)
         self.decoder = ImplicitMLP(decoded, width, depth, skip_at, out_features=outputs)
