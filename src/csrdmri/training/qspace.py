@@ -236,26 +236,32 @@ def decoder_activity(model: torch.nn.Module) -> Iterator[torch.Tensor]:
 
 
 def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
-    """Model (on ``device``), optimiser and first step: new, or from ``out/last.safetensors``."""
+    """Model (on ``device``), optimiser, first step, best validation gain and the phantom
+    subjects behind the starting weights (seed -> count; evaluation refuses them too): new, from
+    ``config.init``'s weights, or from ``out/last.safetensors``."""
     last = out / "last.safetensors"
+    inherited: dict = {}
     if resume:
         if not last.exists():
             raise InputError(f"nothing to resume in {out}: no last.safetensors", "resume")
         model, meta = load_model(last)
         step, best = int(meta["step"]), float(meta.get("best_gain_db", -np.inf))
+        inherited = meta.get("inherited_phantoms", {})
     else:
         if last.exists():
             raise InputError(f"{out} already holds a run; resume it or choose another folder", "out")
         torch.manual_seed(config.seed)
         model, step, best = build_model(config.model), 0, -np.inf
         if config.init:
-            new = grow_from(model, config.model, find_checkpoint(config.init))
+            path = find_checkpoint(config.init)
+            new = grow_from(model, config.model, path)
+            inherited = phantom_subjects(read_meta(path))
             tqdm.write(f"weights from {config.init}" + (f"; new or grown: {', '.join(new)}" if new else ""))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume:
         load_training_state(last, optimizer)
-    return model, optimizer, step, best
+    return model, optimizer, step, best, {str(k): v for k, v in inherited.items()}
 
 
 def draw_subjects(config: QSpaceConfig, indices: range, bar: bool = True) -> list[SimulatedSubject]:
@@ -345,12 +351,7 @@ def train_qspace(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, optimizer, step, best = _start(out, config, resume, run_device)
-    # The phantom subjects behind the starting weights, so that evaluation refuses them too.
-    if resume:
-        inherited = read_meta(out / "last.safetensors").get("inherited_phantoms", {})
-    else:
-        inherited = phantom_subjects(read_meta(find_checkpoint(config.init))) if config.init else {}
+    model, optimizer, step, best, inherited = _start(out, config, resume, run_device)
     simulator = Simulator(config, workers)
     (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))
     val_rng = np.random.default_rng([config.seed, 10**9])
@@ -378,7 +379,7 @@ def train_qspace(
             with decoder_activity(model) as active:  # read from validation's own decoding
                 scores = validate(model, val_batches)
             meta = {"model": config.model, "training": asdict(config), "step": done, **scores}
-            meta["inherited_phantoms"] = {str(k): v for k, v in inherited.items()}
+            meta["inherited_phantoms"] = inherited
             if scores["val_gain_db"] > best:
                 best = scores["val_gain_db"]
                 save_checkpoint(out / "best.safetensors", model, meta)
