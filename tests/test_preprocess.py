@@ -25,6 +25,7 @@ from csrdmri.dmri.preprocess import (
     shell_indices,
     shells,
     t1_on_dwi_grid,
+    t1_resampled,
 )
 from csrdmri.dmri.scan import FOUND_MASK, PreparedScan
 from csrdmri.io.layout import find_dataset
@@ -182,6 +183,9 @@ def test_a_prepared_scan_holds_the_series_normalisation(small_dwi, tmp_path):
     with_t1 = PreparedScan.prepare(series, t1=t1)
     np.testing.assert_array_equal(with_t1.t1, t1_on_dwi_grid(t1, series, mask))
     assert with_t1.provenance["t1w"] == str(t1)
+    # ... or, resampled once for several preparations of one grid, only normalised.
+    shared = PreparedScan.prepare(series, t1=t1, t1_resampled=t1_resampled(t1, series.affine, series.shape))
+    np.testing.assert_array_equal(shared.t1, with_t1.t1)
 
 
 def test_shells_group_b_values_within_the_tolerance():

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import replace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -16,10 +17,11 @@ from test_qspace import TINY_QSPACE, multishell
 from test_upsample import tiny_model
 
 from csrdmri.core.grid import TargetGrid
+from csrdmri.dmri import preprocess
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import volume_protocol
-from csrdmri.inference.safeguard import CHECK_OPERATORS, check_weights, guards
+from csrdmri.inference.safeguard import CHECK_OPERATORS, check_weights, guards, shell_weights
 from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
 from csrdmri.models import build_model
@@ -85,6 +87,25 @@ def test_the_weight_is_the_smallest_over_the_check_operators(series, tmp_path):
     assert checks["tricubic"] != checks["kspace"]  # the operators do judge differently
     _, weights = run(series, up, "on")
     assert weights == {b: min(c[b] for c in checks.values()) for b in checks["tricubic"]}
+
+
+def test_the_checks_resample_the_t1w_once(series, tmp_path, monkeypatch):
+    """Both operators' checks read the T1w on the same coarse grid: it is resampled once, and
+    the weights are those of the checks made one by one."""
+    t1 = tmp_path / "t1w.nii.gz"
+    nib.save(nib.Nifti1Image(series.data[..., 0] * (1.5 + np.arange(series.shape[2])), series.affine), t1)
+    scan = PreparedScan.prepare(series, t1=t1, shell=None)
+    up = scaled_model(tmp_path, 3.0)
+    grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(2.0,) * 3)
+    alone = {op: check_weights(series, grid, up, scan, Options(), op) for op in CHECK_OPERATORS}
+    assert alone["tricubic"] != check(series, up, "tricubic")  # the T1w does change the check
+    calls, resample_image = [], preprocess.resample_image
+    monkeypatch.setattr(
+        preprocess, "resample_image", lambda *a, **k: calls.append(1) or resample_image(*a, **k)
+    )
+    weights = shell_weights(series, grid, up, scan, Options())
+    assert len(calls) == 1
+    assert weights == {b: min(c[b] for c in alone.values()) for b in alone["tricubic"]}
 
 
 def test_each_shell_gets_its_weight_of_the_correction(series, tmp_path, caplog):

@@ -12,6 +12,14 @@ from csrdmri.core.grid import TargetGrid, resampled_affine, shape_for_scale
 from csrdmri.io.nifti import DWISeries
 
 
+def coarse_grid(series: DWISeries, scale: float | Sequence[float]) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The shape and affine (4, 4) of the grid :func:`degrade_series` brings ``series`` onto:
+    ``round(N / scale)`` voxels per axis over the same field of view."""
+    inverse = [1.0 / s for s in np.broadcast_to(np.asarray(scale, np.float64), (3,))]
+    lr_shape = shape_for_scale(series.shape, inverse)
+    return lr_shape, resampled_affine(series.affine, series.shape, lr_shape)
+
+
 def degrade_series(
     series: DWISeries, scale: float | Sequence[float], degradation: Degradation = "tricubic"
 ) -> tuple[DWISeries, TargetGrid]:
@@ -19,9 +27,7 @@ def degrade_series(
     ``round(N / scale)`` voxels by ``degradation`` (:mod:`csrdmri.core.degrade`), same field of
     view, clipped at 0, no mask file: the mask is found from the LR data) and the grid that
     leads back to the series' own."""
-    inverse = [1.0 / s for s in np.broadcast_to(np.asarray(scale, np.float64), (3,))]
-    lr_shape = shape_for_scale(series.shape, inverse)
-    lr_affine = resampled_affine(series.affine, series.shape, lr_shape)
+    lr_shape, lr_affine = coarse_grid(series, scale)
     volumes = range(series.data.shape[3])
     data = np.stack(
         [np.maximum(downsample(series.data[..., v], lr_shape, degradation), 0) for v in volumes], axis=-1

@@ -238,6 +238,14 @@ def t1_on_dwi_grid(
     return normalise_t1(resample_image(img, series.affine, series.shape), mask)
 
 
+def t1_resampled(
+    path: Source, affine: np.ndarray, shape: tuple[int, ...], transform: np.ndarray | None = None
+) -> np.ndarray:
+    """The T1w (moved by ``transform``) on a grid as :func:`t1_on_dwi_grid` resamples it, not
+    normalised: float32, shape ``shape``."""
+    return resample_image(load_t1(path, transform), affine, shape)
+
+
 def t1_on_grid(
     path: Source,
     affine: np.ndarray,
@@ -249,4 +257,4 @@ def t1_on_grid(
     ``shape``) by the affines — anti-aliased when the grid is coarser, so at an output grid finer than the
     DWIs it keeps the T1w's own detail — and normalised inside ``mask`` (bool, ``shape``).
     float32, shape ``shape``."""
-    return normalise_t1(resample_image(load_t1(path, transform), affine, shape), mask)
+    return normalise_t1(t1_resampled(path, affine, shape, transform), mask)

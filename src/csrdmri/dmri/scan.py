@@ -24,6 +24,7 @@ from csrdmri.dmri.preprocess import (
     b0_reciprocal,
     load_t1,
     mean_b0,
+    normalise_t1,
     series_mask,
     shell_indices,
     shells,
@@ -84,12 +85,15 @@ class PreparedScan:
         shell: float | None = DEFAULT_SHELL,
         align_t1: bool = False,
         t1_transform: np.ndarray | None = None,
+        t1_resampled: np.ndarray | None = None,
     ) -> PreparedScan:
         """Prepare ``series``: brain mask (file ``mask``, else the dataset's, else found from the
         mean b0), the volumes of ``shell`` (s/mm²; every diffusion-weighted one when None), mean
         b0 and its floor, and the T1w file ``t1`` (none when None) on the DWI grid — moved by
         ``t1_transform`` (4, 4) when given, else, with ``align_t1``, by the rigid transform that
-        registers it to the mean b0 (:mod:`csrdmri.dmri.alignment`).
+        registers it to the mean b0 (:mod:`csrdmri.dmri.alignment`). ``t1_resampled`` (X, Y, Z):
+        that T1w already on the DWI grid (:func:`~csrdmri.dmri.preprocess.t1_resampled`), only
+        normalised here — for several preparations of one grid (the safeguard's checks).
         Refuses a series without that shell or whose mean b0 is void in most of the brain, and
         a T1w that does not overlap the brain or cannot be aligned with it."""
         brain = series_mask(series, mask)
@@ -98,7 +102,12 @@ class PreparedScan:
             indices = shell_indices(series.gtab, shell) if shell is not None else weighted
             b0 = mean_b0(series)
             floor = b0_floor(b0, brain)
-        t1_grid = t1_on_dwi_grid(t1, series, brain, t1_transform) if t1 is not None else None
+        if t1 is None:
+            t1_grid = None
+        elif t1_resampled is not None:
+            t1_grid = normalise_t1(t1_resampled, brain)
+        else:
+            t1_grid = t1_on_dwi_grid(t1, series, brain, t1_transform)
         if t1_grid is not None and align_t1 and t1_transform is None:
             t1_transform = alignment(load_t1(t1), b0, series.affine, brain, describe(t1, "T1w"))
             if t1_transform is not None:

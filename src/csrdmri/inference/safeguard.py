@@ -32,8 +32,8 @@ import numpy as np
 from csrdmri.core.degrade import Degradation
 from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
-from csrdmri.dmri.degraded import degrade_series
-from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices
+from csrdmri.dmri.degraded import coarse_grid, degrade_series
+from csrdmri.dmri.preprocess import DEFAULT_SHELL, shell_indices, t1_resampled
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.upsampler import Options, Upsampler
@@ -58,7 +58,8 @@ def shell_weights(
     when ``series`` is super-resolved onto ``grid``: the smallest :func:`check_weights` over
     ``CHECK_OPERATORS`` (module docstring)."""
     try:
-        checks = [check_weights(series, grid, up, scan, options, operator) for operator in CHECK_OPERATORS]
+        t1 = coarse_t1(series, grid, up, scan)  # one grid for every check: resampled once
+        checks = [check_weights(series, grid, up, scan, options, op, t1) for op in CHECK_OPERATORS]
     except InputError as error:  # e.g. too small an input: once more degraded, no brain is left
         log.warning(
             "safeguard: the model could not be checked on this input degraded once more (%s): "
@@ -76,6 +77,15 @@ def shell_weights(
                 weight,
             )
     return weights
+
+
+def coarse_t1(series: DWISeries, grid: TargetGrid, up: Upsampler, scan: PreparedScan) -> np.ndarray | None:
+    """The scan's T1w on the grid of the checks' degraded series (not normalised), for a model
+    that reads it; None otherwise."""
+    if not up.reads_t1 or scan.t1_source is None:
+        return None
+    shape, affine = coarse_grid(series, grid.scales)
+    return t1_resampled(scan.t1_source, affine, shape, scan.t1_transform)
 
 
 def corrected_shells(series: DWISeries, up: Upsampler) -> dict[float, np.ndarray]:
@@ -107,14 +117,20 @@ def check_weights(
     scan: PreparedScan,
     options: Options,
     degradation: Degradation,
+    t1: np.ndarray | None = None,
 ) -> dict[float, float]:
     """Per shell the model corrects, the least-squares weight ``α`` of its correction on
-    ``series`` degraded once more by ``grid``'s scales with ``degradation`` (module docstring)."""
+    ``series`` degraded once more by ``grid``'s scales with ``degradation`` (module docstring);
+    ``t1``: :func:`coarse_t1`, when already computed."""
     from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales, degradation)
-    t1 = scan.t1_source if up.reads_t1 else None
-    coarse_scan = PreparedScan.prepare(coarse, t1=t1, shell=None, t1_transform=scan.t1_transform)
+    source = scan.t1_source if up.reads_t1 else None
+    if source is not None and t1 is None:
+        t1 = coarse_t1(series, grid, up, scan)
+    coarse_scan = PreparedScan.prepare(
+        coarse, t1=source, shell=None, t1_transform=scan.t1_transform, t1_resampled=t1
+    )
     shells = corrected_shells(series, up)
     volumes = sorted(int(v) for inputs in shells.values() for v in inputs)
     runs = {}

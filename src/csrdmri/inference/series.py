@@ -170,11 +170,12 @@ def upsample_series(
         for start in range(0, grid.shape[0], SLAB):
             slab = (slice(start, start + SLAB), slice(None), slice(None))
             result = resample(volume, grid.shape, box=slab)
-            if up.model is not None and options.outside == "zero":
-                result[~where[slab]] = 0.0
-            clipped = np.maximum(result, 0.0)
+            outside = ~where[slab] if up.model is not None else None
+            if outside is not None and options.outside == "zero":
+                result[outside] = 0.0
             # Voxels the model corrects are clipped after their correction.
-            out[(*slab, v)] = np.where(where[slab], result, clipped) if corrected else clipped
+            np.maximum(result, 0.0, out=result, where=outside if corrected else True)
+            out[(*slab, v)] = result
         if corrected and per_volume:
             x = volume * reciprocal
             for box, selected, prediction in model_predictions(up, x, t1, grid.shape, where, options):
