@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,6 +91,11 @@ def test_interrupted_cohort_resumes_to_the_same_files(cohort, tmp_path):
         generate_cohort(tmp_path, 2, seed=7, params=SMALL, progress=interrupt)
     assert not json.loads((tmp_path / "cohort.json").read_text())["complete"]
     assert not (tmp_path / "phantom001").exists()
+    # Started by a version without the parameters added since: they are at their defaults there.
+    manifest = json.loads((tmp_path / "cohort.json").read_text())
+    for key in ("orientation_sd", "orientation_mm", "gm_anisotropy"):
+        del manifest["parameters"][key]
+    (tmp_path / "cohort.json").write_text(json.dumps(manifest))
     generate_cohort(tmp_path, 2, seed=7, params=SMALL)
     for name in ("phantom000", "phantom001"):
         for rel in SUBJECT_FILES:
@@ -136,13 +142,14 @@ def test_cli_phantom_without_texture(tmp_path):
     assert json.loads((out / "cohort.json").read_text())["parameters"]["texture_sd"] == 0.0
 
 
-def test_vectorised_signal_equals_dipy_multi_tensor():
+@pytest.mark.parametrize("gm_anisotropy", [1.0, 1.6])
+def test_vectorised_signal_equals_dipy_multi_tensor(gm_anisotropy):
     """The phantom's per-voxel sum of compartments is DIPY's multi-compartment simulation."""
     from dipy.sims.voxel import multi_tensor
 
-    from csrdmri.phantom.signal import brain_signal, gradient_scheme
+    from csrdmri.phantom.signal import brain_signal, gm_diffusivities, gradient_scheme
 
-    params = PhantomParams(n_dirs=20, n_b0=2)
+    params = PhantomParams(n_dirs=20, n_b0=2, gm_anisotropy=gm_anisotropy)
     gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
     rng = np.random.default_rng(0)
     n = 6
@@ -156,6 +163,7 @@ def test_vectorised_signal_equals_dipy_multi_tensor():
         "dscale": rng.uniform(0.7, 1.4, n),
         "frame": frame,
         "f2": np.array([0.0, 0.4, 0.4, 0.0, 0.4, 0.0]),
+        "gm_axis": frame[:, :, 2],
     }
     ours = brain_signal(tissue, params, gtab, slice(0, n))
     for i in range(n):
@@ -165,11 +173,15 @@ def test_vectorised_signal_equals_dipy_multi_tensor():
             * params.s0_wm
         )
         angles = []
-        for col in (0, 1, 0, 0):
+        for col in (0, 1, 2, 0):
             x, y, z = frame[i][:, col]
             angles.append((np.degrees(np.arccos(z)), np.degrees(np.arctan2(y, x))))
         wm_evals = np.array([params.wm_axial, params.wm_radial, params.wm_radial]) * ds
-        mevals = np.array([wm_evals, wm_evals, [params.gm_md * ds] * 3, [params.csf_md] * 3])
+        axial, radial = gm_diffusivities(params)
+        assert (axial + 2 * radial) / 3 == pytest.approx(params.gm_md) and axial / radial == pytest.approx(
+            gm_anisotropy
+        )
+        mevals = np.array([wm_evals, wm_evals, np.array([axial, radial, radial]) * ds, [params.csf_md] * 3])
         expected, _ = multi_tensor(
             gtab,
             mevals,
@@ -179,3 +191,48 @@ def test_vectorised_signal_equals_dipy_multi_tensor():
             snr=None,
         )
         np.testing.assert_allclose(ours[i], expected, rtol=1e-5)
+
+
+def test_fibres_turned_by_a_smooth_rotation_of_the_asked_angle():
+    """``orientation_sd`` turns every fibre frame (orthonormal still) by a rotation whose r.m.s.
+    angle over the brain is the one asked, and leaves every other draw of the seed as it was."""
+    from csrdmri.phantom.cohort import draw_subject
+
+    base = PhantomParams(voxel_size=5.0)
+    plain, turned = (draw_subject(0, 3, replace(base, orientation_sd=a)) for a in (0.0, 20.0))
+    np.testing.assert_array_equal(plain.dwi_bias, turned.dwi_bias)
+    np.testing.assert_array_equal(plain.dscale, turned.dscale)
+    rotations = turned.fibres.frame @ np.swapaxes(plain.fibres.frame, 1, 2)
+    np.testing.assert_allclose(
+        rotations @ np.swapaxes(rotations, 1, 2), np.broadcast_to(np.eye(3), rotations.shape), atol=1e-5
+    )
+    angles = np.degrees(np.arccos(np.clip((np.trace(rotations, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert np.sqrt(np.mean(angles**2)) == pytest.approx(20.0, rel=0.05)
+    assert 5 < np.median(angles) < 30
+
+
+def test_anisotropic_grey_matter_along_the_cortical_normal():
+    """With ``gm_anisotropy`` r, a DTI fit of pure grey matter (noise-free) finds FA (r − 1)/√(r² + 2)
+    and its principal direction along the cortical normal; without, grey matter is isotropic."""
+    from csrdmri.phantom.cohort import draw_subject
+    from csrdmri.phantom.signal import gradient_scheme, simulate_dwi
+
+    params = PhantomParams(voxel_size=5.0, n_dirs=30, n_b0=2, bias_sd=0.0, texture_sd=0.0)
+    gtab = gradient_scheme(params.n_dirs, params.n_b0, params.bvalue)
+    for ratio in (1.0, 1.6):
+        ratioed = replace(params, gm_anisotropy=ratio)
+        draw = draw_subject(0, 3, ratioed)
+        mask = draw.anatomy.mask
+        grey = draw.anatomy.gm[mask] > 0.95
+        assert grey.sum() > 50
+        dwi = simulate_dwi(
+            draw.tissue(), mask, replace(params, gm_anisotropy=ratio), draw.generator, noise=False
+        )
+        fit = TensorModel(gtab).fit(dwi[mask][grey].astype(np.float64))
+        expected = (ratio - 1) / np.sqrt(ratio**2 + 2)
+        assert np.median(fit.fa) == pytest.approx(expected, abs=0.03)
+        if ratio > 1:
+            cosine = np.abs(np.sum(fit.evecs[..., 0] * draw.gm_axis[grey], axis=-1))
+            assert np.median(cosine) > 0.99
+        else:
+            assert draw.gm_axis is None

@@ -55,6 +55,17 @@ def phantom(
             "with the T1w; 0 for tissue boundaries only (stronger than physiology at 0.5: docs/results.md)."
         ),
     ] = 0.5,
+    orientation_sd: Annotated[
+        float,
+        typer.Option(
+            help="R.m.s. angle (degrees) of a smooth random turn of the fibre orientations (correlation "
+            "length 2.5 mm); 0: the white-matter map's own, smoother than a brain's (docs/results.md)."
+        ),
+    ] = 0.0,
+    gm_anisotropy: Annotated[
+        float,
+        typer.Option(help="Grey-matter axial / radial diffusivity along the cortical normal (1: isotropic)."),
+    ] = 1.0,
 ) -> None:
     """Generate a synthetic HCP-like cohort from the MNI152 templates (HCP layout + cohort.json).
 
@@ -74,6 +85,8 @@ def phantom(
         snr=snr,
         crossing=crossing,
         texture_sd=texture_sd,
+        orientation_sd=orientation_sd,
+        gm_anisotropy=gm_anisotropy,
     )
     with tqdm(total=subjects, desc="phantom subjects", unit="subject", disable=None) as bar:
         cohort = generate_cohort(out, subjects, seed, params, progress=lambda _: bar.update())

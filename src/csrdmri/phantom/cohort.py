@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -23,7 +23,7 @@ from csrdmri import __version__
 from csrdmri.core.errors import InputError
 from csrdmri.io.nifti import atomic_path
 from csrdmri.phantom.anatomy import Anatomy, bias_field, texture_field, warp
-from csrdmri.phantom.fibres import Fibres, fibre_orientations
+from csrdmri.phantom.fibres import Fibres, cortical_normals, fibre_orientations, rotated, rotation_field
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.signal import gradient_scheme, simulate_dwi, simulate_t1
 from csrdmri.phantom.templates import load_templates
@@ -64,7 +64,8 @@ def split_subjects(names: list[str], seed: int) -> dict[str, list[str]]:
 @dataclass
 class SubjectDraw:
     """What a subject is made of before any signal is simulated: anatomy, fibres, the DWI's
-    bias field, the diffusivity heterogeneity, the T1w's bias field and the noise generator."""
+    bias field, the diffusivity heterogeneity, the T1w's bias field, the noise generator and,
+    with anisotropic grey matter, its axis per brain voxel."""
 
     anatomy: Anatomy
     fibres: Fibres
@@ -72,6 +73,7 @@ class SubjectDraw:
     dscale: np.ndarray
     t1_bias: np.ndarray
     generator: torch.Generator
+    gm_axis: np.ndarray | None = None
 
     def tissue(self) -> dict[str, np.ndarray]:
         """Per brain voxel (mask C order) arrays of :func:`csrdmri.phantom.signal.brain_signal`."""
@@ -84,6 +86,7 @@ class SubjectDraw:
             "dscale": self.dscale[mask],
             "frame": self.fibres.frame,
             "f2": self.fibres.f2,
+            **({"gm_axis": self.gm_axis} if self.gm_axis is not None else {}),
         }
 
 
@@ -97,7 +100,12 @@ def draw_subject(index: int, seed: int, params: PhantomParams) -> SubjectDraw:
     dwi_bias = bias_field(rng, params.shape, params.bias_sd)
     dscale = texture_field(rng, params.shape, params.texture_sd, params.texture_mm, params.voxel_size)
     t1_bias = bias_field(rng, params.shape, params.bias_sd)
-    return SubjectDraw(anatomy, fibres, dwi_bias, dscale, t1_bias, generator)
+    if params.orientation_sd:  # drawn last: without it, a seed gives the subjects it always gave
+        length = params.orientation_mm / params.voxel_size
+        turn = rotation_field(rng, anatomy.mask, params.orientation_sd, length)
+        fibres = replace(fibres, frame=rotated(fibres.frame, turn))
+    gm_axis = cortical_normals(anatomy.wm, anatomy.csf, anatomy.mask) if params.gm_anisotropy != 1 else None
+    return SubjectDraw(anatomy, fibres, dwi_bias, dscale, t1_bias, generator, gm_axis)
 
 
 def subject_t1(draw: SubjectDraw, params: PhantomParams) -> np.ndarray:
@@ -185,6 +193,9 @@ def generate_cohort(
     if manifest.exists():
         previous = json.loads(manifest.read_text())
         wanted = json.loads(json.dumps(cohort))  # tuples as JSON lists, as in the file
+        # A parameter added since the cohort was started is at its default there.
+        defaults = json.loads(json.dumps(PhantomParams().to_dict()))
+        previous["parameters"] = {**defaults, **previous.get("parameters", {})}
         if any(previous.get(k) != wanted[k] for k in ("seed", "parameters", "subjects")):
             raise InputError(
                 f"{out} already holds another cohort (different seed, size or parameters); "

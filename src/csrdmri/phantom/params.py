@@ -30,6 +30,9 @@ class PhantomParams:
     texture_sd: float = 0.5  # s.d. of fine WM/GM diffusivity heterogeneity (log scale)
     texture_mm: float = 5.0  # [mm] correlation length (Gaussian sigma) of that heterogeneity
     t1_coupling: float = 0.5  # T1w intensity × heterogeneity^-coupling (more myelin: brighter T1w, lower MD)
+    orientation_sd: float = 0.0  # [°] r.m.s. angle of a smooth random rotation of the fibres (0: none)
+    orientation_mm: float = 2.5  # [mm] correlation length (Gaussian sigma) of that rotation
+    gm_anisotropy: float = 1.0  # GM tensor λ∥/λ⊥ along the cortical normal (1: isotropic)
     # Compartments: diffusivities [mm²/s] and b0 signal relative to WM (T2 weighting).
     wm_axial: float = 1.7e-3
     wm_radial: float = 0.3e-3
@@ -49,6 +52,10 @@ class PhantomParams:
                 raise InputError(f"phantom parameter {f.name} must be a non-negative number, got {value!r}")
         if self.voxel_size <= 0 or self.snr <= 0 or self.t1_snr <= 0 or min(self.bvalues) <= 0:
             raise InputError("phantom voxel size, SNRs and b-value must be positive")
+        if self.gm_anisotropy < 1:
+            raise InputError(
+                f"phantom gm_anisotropy must be at least 1 (isotropic), got {self.gm_anisotropy}"
+            )
         if self.n_dirs < 6 or self.n_b0 < 1:
             raise InputError("a phantom needs at least 6 directions and 1 b0 (for a tensor fit)")
 

@@ -8,6 +8,8 @@ LAS image):
 
 with ``E(D) = exp(-b gᵀ D g)`` from DIPY's ``tensor_prediction`` for the cylindrically symmetric
 WM tensors ``D_k`` (axial diffusivity along frame column ``k``), ``B`` a smooth bias field, and
+(with ``gm_anisotropy`` above 1) the GM term a cylindrical tensor of mean ``MD_gm`` along the
+cortical normal instead of ``e^{-b MD_gm}``, and
 WM and GM diffusivities multiplied by a fine heterogeneity field (CSF is free water).
 Magnitude data get Rician noise of sigma = S0_wm / SNR (DIPY's SNR definition); outside the
 head region (the brain dilated by ``HEAD_MARGIN_MM``) the image is 0.
@@ -64,15 +66,30 @@ def head_region(mask: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def _tensor_signal(
-    frame: np.ndarray, axis: int, dscale: np.ndarray, params: PhantomParams, gtab: GradientTable
+    frame: np.ndarray, axis: int, evals: tuple[float, float], dscale: np.ndarray, gtab: GradientTable
 ) -> np.ndarray:
-    """Normalised signal (N, V) of cylindrical WM tensors along ``frame[:, :, axis]``, their
-    diffusivities scaled per voxel by ``dscale`` (N,)."""
+    """Normalised signal (N, V) of cylindrical tensors along ``frame[:, :, axis]`` with axial and
+    radial diffusivities ``evals`` (mm²/s) scaled per voxel by ``dscale`` (N,)."""
     order = [axis, *[c for c in range(3) if c != axis]]
     evecs = frame[:, :, order]
-    evals = np.asarray([params.wm_axial, params.wm_radial, params.wm_radial])[None, :] * dscale[:, None]
+    evals = np.asarray([evals[0], evals[1], evals[1]])[None, :] * dscale[:, None]
     dti_params = np.concatenate([evals, evecs.reshape(len(frame), 9)], axis=1)
     return tensor_prediction(dti_params, gtab, 1.0)
+
+
+def gm_diffusivities(params: PhantomParams) -> tuple[float, float]:
+    """Axial and radial diffusivities (mm²/s) of the grey-matter tensor: mean ``gm_md``, ratio
+    ``gm_anisotropy``."""
+    radial = 3 * params.gm_md / (params.gm_anisotropy + 2)
+    return params.gm_anisotropy * radial, radial
+
+
+def axis_frames(axis: np.ndarray) -> np.ndarray:
+    """Orthonormal frames (N, 3, 3) whose first column is the unit vector ``axis`` (N, 3)."""
+    helper = np.where(np.abs(axis[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+    second = np.cross(axis, helper)
+    second /= np.linalg.norm(second, axis=1, keepdims=True)
+    return np.stack([axis, second, np.cross(axis, second)], axis=-1)
 
 
 def brain_signal(
@@ -82,18 +99,23 @@ def brain_signal(
 
     ``tissue`` holds per-brain-voxel arrays: fractions ``wm``, ``gm``, ``csf``, ``bias``, the
     WM/GM diffusivity scale ``dscale`` (tissue heterogeneity; free water has none), the fibre
-    ``frame`` (N, 3, 3) and the second-population share ``f2``.
+    ``frame`` (N, 3, 3), the second-population share ``f2`` and, with ``params.gm_anisotropy``
+    above 1, the grey-matter tensor's axis ``gm_axis`` (N, 3).
     """
     keys = ("wm", "gm", "csf", "bias", "dscale", "frame", "f2")
     wm, gm, csf, b, ds, frame, f2 = (tissue[k][rows] for k in keys)
-    s0_wm = params.s0_wm
-    out = (wm * s0_wm * (1.0 - f2))[:, None] * _tensor_signal(frame, 0, ds, params, gtab)
+    s0_wm, wm_evals = params.s0_wm, (params.wm_axial, params.wm_radial)
+    out = (wm * s0_wm * (1.0 - f2))[:, None] * _tensor_signal(frame, 0, wm_evals, ds, gtab)
     crossing = f2 > 0
     if crossing.any():
-        second = _tensor_signal(frame[crossing], 1, ds[crossing], params, gtab)
+        second = _tensor_signal(frame[crossing], 1, wm_evals, ds[crossing], gtab)
         out[crossing] += (wm * s0_wm * f2)[crossing, None] * second
     bvals = gtab.bvals[None, :]
-    out += (gm * s0_wm * params.s0_gm_ratio)[:, None] * np.exp(-bvals * ds[:, None] * params.gm_md)
+    if params.gm_anisotropy != 1:
+        grey = _tensor_signal(axis_frames(tissue["gm_axis"][rows]), 0, gm_diffusivities(params), ds, gtab)
+    else:
+        grey = np.exp(-bvals * ds[:, None] * params.gm_md)
+    out += (gm * s0_wm * params.s0_gm_ratio)[:, None] * grey
     out += (csf * s0_wm * params.s0_csf_ratio)[:, None] * np.exp(-bvals * params.csf_md)  # free water
     return out * b[:, None]
 
