@@ -21,7 +21,7 @@ from csrdmri.models.checkpoint import save_checkpoint
 from csrdmri.models.qspace import shell_input
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.training import qspace_data
-from csrdmri.training.qspace import QSpaceConfig
+from csrdmri.training.qspace_config import QSpaceConfig
 
 NATIVE = {**TINY_QSPACE, "t1_features": 4}
 

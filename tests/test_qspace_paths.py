@@ -83,7 +83,8 @@ def test_the_gated_path_mixes_its_filters_per_order_and_tiles_exactly(tmp_path):
 
 
 def test_starting_weights_may_gain_parts_but_not_change_them(tmp_path):
-    from csrdmri.training.qspace import QSpaceConfig, train_qspace
+    from csrdmri.training.qspace import train_qspace
+    from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.workflows.train import qspace_config
 
     torch.manual_seed(0)

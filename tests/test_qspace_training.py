@@ -91,7 +91,7 @@ def test_train_command_routes_the_qspace_model(tmp_path):
 
 
 def test_a_resumed_run_takes_new_options_and_decays_over_its_new_length():
-    from csrdmri.training.qspace import QSpaceConfig
+    from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.workflows.train import qspace_config
 
     saved = {**vars(QSpaceConfig(steps=100, lr=1e-3, model=TINY_QSPACE)), "scale_range": [2.0, 2.5]}
@@ -111,7 +111,7 @@ def test_kspace_share_of_the_training_samples(monkeypatch):
     from csrdmri.core.errors import InputError
     from csrdmri.phantom.params import PhantomParams
     from csrdmri.training import qspace_data
-    from csrdmri.training.qspace import QSpaceConfig
+    from csrdmri.training.qspace_config import QSpaceConfig
 
     subject = qspace_data.SimulatedSubject.draw(0, 0, PhantomParams(voxel_size=3.0))
     used, downsample = [], qspace_data.downsample
@@ -134,7 +134,8 @@ def test_kspace_share_of_the_training_samples(monkeypatch):
 def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
     from csrdmri.core.errors import InputError
     from csrdmri.phantom.signal import rician_mean
-    from csrdmri.training.qspace import QSpaceConfig, draw_subjects
+    from csrdmri.training.qspace import draw_subjects
+    from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.training.qspace_data import draw_sample
 
     rng = np.random.default_rng(0)
@@ -156,7 +157,8 @@ def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
 
 def test_the_orientation_term_sees_only_what_differs_between_directions():
     from csrdmri.core.errors import InputError
-    from csrdmri.training.qspace import QSpaceConfig, anisotropic_error, draw_subjects, on_device
+    from csrdmri.training.qspace import anisotropic_error, draw_subjects, on_device
+    from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.training.qspace_data import draw_sample
 
     config = QSpaceConfig(queries=256, lr_size=8, subjects=1, voxel_size=3.0)

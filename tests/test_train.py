@@ -310,19 +310,23 @@ def test_presets_adapt_to_the_model_they_train():
         preset_for("fast")
 
 
-def test_qspace_training_draws_its_phantoms_with_the_configured_texture(tmp_path, monkeypatch):
+def test_qspace_training_draws_its_phantoms_with_the_configured_options(tmp_path, monkeypatch):
     from csrdmri.phantom.params import PhantomParams
     from csrdmri.training import qspace
+    from csrdmri.training.qspace_config import QSpaceConfig
 
     class Drawn(Exception):
         pass
 
     def draw(index, seed, params):
-        raise Drawn(params.texture_sd)
+        raise Drawn((params.texture_sd, params.orientation_sd, params.gm_anisotropy))
 
     monkeypatch.setattr(qspace.SimulatedSubject, "draw", staticmethod(draw))
-    with pytest.raises(Drawn, match=r"^0\.25$"):
-        qspace.train_qspace(tmp_path / "run", qspace.QSpaceConfig(texture_sd=0.25))
-    assert qspace.QSpaceConfig().texture_sd == PhantomParams().texture_sd  # earlier runs replay
+    config = QSpaceConfig(texture_sd=0.25, orientation_sd=15.0, gm_anisotropy=1.5)
+    with pytest.raises(Drawn, match=r"^\(0\.25, 15\.0, 1\.5\)$"):
+        qspace.train_qspace(tmp_path / "run", config)
+    assert QSpaceConfig().phantom_params == PhantomParams()  # earlier runs replay
     with pytest.raises(InputError, match="texture_sd must be at least 0"):
-        qspace.QSpaceConfig(texture_sd=-0.1)
+        QSpaceConfig(texture_sd=-0.1)
+    with pytest.raises(InputError, match="gm_anisotropy must be at least 1"):
+        QSpaceConfig(gm_anisotropy=0.5)

@@ -29,14 +29,13 @@ float rounding: a process's torch threads may sum in another order).
 from __future__ import annotations
 
 import csv
-import math
 import multiprocessing
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -46,7 +45,6 @@ from tqdm import tqdm
 
 from csrdmri.core.errors import InputError
 from csrdmri.models import build_model
-from csrdmri.models.anatomy import RADIUS
 from csrdmri.models.checkpoint import (
     find_checkpoint,
     grow_from,
@@ -56,7 +54,7 @@ from csrdmri.models.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from csrdmri.phantom.params import PhantomParams
+from csrdmri.training.qspace_config import TARGETS, QSpaceConfig
 from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
 from csrdmri.training.tensor_loss import fractional_anisotropy
 
@@ -64,70 +62,7 @@ VALIDATION_SAMPLES = 24
 #: A run stops when fewer than this share of its decoder's last hidden units respond to any
 #: validation query (healthy runs: 92-98 %; three that died: 0-2 %, docs/training.md).
 MIN_ALIVE = 1 / 8
-#: What the training loss compares the output with (Sample's fields: ``target`` is "noisy").
-TARGETS = {"noisy": "target", "expected": "expected"}
 LOG_COLUMNS = ("step", "loss", "val_l1_ratio", "val_gain_db", "val_fa_ratio", "seconds")
-
-
-@dataclass
-class QSpaceConfig:
-    """Options of a q-space training run (recorded in every checkpoint)."""
-
-    steps: int = 6000
-    batch: int = 4
-    lr: float = 3e-4
-    warmup: int = 0  # steps over which the learning rate rises linearly to ``lr``
-    lr_size: int = 12  # LR patch side
-    scale_range: tuple[float, float] = (1.6, 3.2)
-    queries: int = 2048  # HR voxels scored per sample
-    t1_dropout: float = 0.3  # share of steps trained without the T1w
-    fa_weight: float = 0.0  # weight of the FA term of the loss
-    sh_weight: float = 0.0  # weight of the orientation (SH order >= 2) term of the loss
-    kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
-    kspace_variants: bool = False  # those with random apodisation, partial Fourier, slice profile
-    target: str = "noisy"  # what the loss compares with: the noisy HR DWIs or their "expected" value
-    subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
-    seed: int = 0
-    voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)
-    texture_sd: float = 0.5  # their diffusivity texture (PhantomParams.texture_sd; 0: none)
-    checkpoint_every: int = 250
-    init: str | None = None  # a checkpoint (shipped name, file, run folder) the weights start from
-    model: dict = field(default_factory=lambda: {"architecture": "qspace"})
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.subjects < 1 or self.queries < 1:
-            raise InputError("steps, batch, subjects and queries must be at least 1")
-        if not 0.0 <= self.t1_dropout <= 1.0:
-            raise InputError(f"T1w dropout must be within 0..1, got {self.t1_dropout}", "t1_dropout")
-        if not 0.0 <= self.kspace <= 1.0:
-            raise InputError(f"kspace must be within 0..1, got {self.kspace}", "kspace")
-        if self.texture_sd < 0:
-            raise InputError(f"texture_sd must be at least 0, got {self.texture_sd}", "texture_sd")
-        if self.target not in TARGETS:
-            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}", "target")
-        if self.warmup < 0:
-            raise InputError(f"warmup must be at least 0, got {self.warmup}", "warmup")
-        for name in ("fa_weight", "sh_weight"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be at least 0, got {getattr(self, name)}", name)
-
-    @property
-    def radius(self) -> int:
-        """HR voxels of T1w context the model's native T1w branch needs (0: it has none)."""
-        return RADIUS if self.model.get("t1_features") else 0
-
-    @property
-    def b0_channel(self) -> bool:
-        """Whether the model reads the relative mean b0 (its samples carry it)."""
-        return bool(self.model.get("b0_channel"))
-
-    def learning_rate(self, step: int) -> float:
-        """The learning rate of ``step`` (0-based): linear from 0 to ``lr`` over ``warmup``
-        steps, then a cosine from ``lr`` to ``lr / 10``."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        floor = self.lr / 10
-        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(step, self.steps) / self.steps)) / 2
 
 
 def on_device(sample: Sample, device: torch.device) -> Sample:
@@ -266,7 +201,7 @@ def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
 
 def draw_subjects(config: QSpaceConfig, indices: range, bar: bool = True) -> list[SimulatedSubject]:
     """The phantom subjects ``indices`` of the run's seed, ready for simulation."""
-    params = PhantomParams(voxel_size=config.voxel_size, texture_sd=config.texture_sd)
+    params = config.phantom_params
     indices = tqdm(indices, desc="subjects", disable=not bar)
     return [SimulatedSubject.draw(i, config.seed, params) for i in indices]
 

@@ -12,7 +12,8 @@ from csrdmri.core.errors import InputError
 from csrdmri.models import model_config
 from csrdmri.models.checkpoint import read_meta
 from csrdmri.training import TrainConfig, preset_for, train
-from csrdmri.training.qspace import QSpaceConfig, train_qspace
+from csrdmri.training.qspace import train_qspace
+from csrdmri.training.qspace_config import QSpaceConfig
 
 
 def read_options(path: Path | None) -> dict:
