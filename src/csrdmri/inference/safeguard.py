@@ -125,9 +125,8 @@ def check_weights(
     from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
     coarse, back = degrade_series(series, grid.scales, degradation)
-    source = scan.t1_source if up.reads_t1 else None
-    if source is not None and t1 is None:
-        t1 = coarse_t1(series, grid, up, scan)
+    t1 = coarse_t1(series, grid, up, scan) if t1 is None else t1
+    source = scan.t1_source if t1 is not None else None
     coarse_scan = PreparedScan.prepare(
         coarse, t1=source, shell=None, t1_transform=scan.t1_transform, t1_resampled=t1
     )
