@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-INGENIA = ROOT.parent / "shared" / "data" / "real" / "philips-ingenia-2mm"
+from bench_qspace import INGENIA
+
 #: (module, function or Class.method, the modules that imported it by name).
 PHASES = [
     ("csrdmri.models.qspace", "QSpaceINR.encode", ()),
