@@ -73,12 +73,17 @@ def lr_centres(n, m):
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_apodisation_weights_each_frequency_by_the_hamming_window(k):
-    shape, lr_shape = (24, 6, 6), (12, 6, 6)
-    lr = downsample(cosine_along(0, k, shape), lr_shape, "kspace-apodised")
-    window = 0.54 + 0.46 * np.cos(2 * np.pi * k / 12)
+@pytest.mark.parametrize(
+    ("method", "w", "axis"),
+    [("kspace-apodised", 0.46, 0), ("kspace-acquired", 0.2, 0), ("kspace-acquired", 0.2, 1)],
+)
+def test_apodisation_weights_each_frequency_by_its_cosine_window(k, method, w, axis):
+    shape = tuple(24 if a == axis else 6 for a in range(3))
+    lr_shape = tuple(12 if a == axis else 6 for a in range(3))
+    lr = downsample(cosine_along(axis, k, shape), lr_shape, method)
+    window = 1 - w + w * np.cos(2 * np.pi * k / 12)
     expected = window * np.cos(2 * np.pi * k * lr_centres(24, 12) / 24)
-    np.testing.assert_allclose(lr[:, 2, 3], expected, atol=1e-10)
+    np.testing.assert_allclose(np.moveaxis(lr, axis, 0)[:, 2, 3], expected, atol=1e-10)
 
 
 @pytest.mark.parametrize(("k", "amplitude"), [(2, 1.0), (3, 1.0), (4, 0.5), (5, 0.5)])
@@ -90,11 +95,12 @@ def test_partial_fourier_keeps_the_frequencies_acquired_on_both_sides_and_halves
     np.testing.assert_allclose(lr[3, :, 2], expected, atol=1e-10)
 
 
-def test_a_2d_slice_is_the_mean_of_the_hr_voxels_it_covers():
+@pytest.mark.parametrize("method", ["kspace-slice", "kspace-acquired"])
+def test_a_2d_slice_is_the_mean_of_the_hr_voxels_it_covers(method):
     rng = np.random.default_rng(3)
     through = rng.normal(size=20)  # any profile through plane, constant in plane
     hr = np.broadcast_to(through, (8, 8, 20)).copy()
-    lr = downsample(hr, (4, 4, 10), "kspace-slice")
+    lr = downsample(hr, (4, 4, 10), method)
     np.testing.assert_allclose(lr[1, 2], (through[0::2] + through[1::2]) / 2, atol=1e-10)
 
 

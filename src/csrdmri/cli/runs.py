@@ -158,7 +158,9 @@ def evaluate(
             "(the paper's cubic B-spline sampling), 'kspace' (the central block of k-space, what "
             "a scanner acquiring the coarser matrix measures, Gibbs ringing included), or its "
             "variants 'kspace-apodised' (Hamming window), 'kspace-partial' (6/8 partial Fourier "
-            "along the 2nd axis) and 'kspace-slice' (2D slices: a slice profile through plane)."
+            "along the 2nd axis), 'kspace-slice' (2D slices: a slice profile through plane) and "
+            "'kspace-acquired' (2D slices, in plane a cosine window of 0.2: the roll-off measured "
+            "on real acquisitions)."
         ),
     ] = "tricubic",
     consistency: Annotated[

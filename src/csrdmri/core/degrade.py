@@ -26,6 +26,12 @@ Variants of ``"kspace"`` (real acquisitions seldom keep a bare sinc):
     k-space truncation in plane (axes 0 and 1) and, through plane (axis 2), the average over a
     slice one LR voxel thick (a rectangular slice profile, no k-space truncation): a 2D
     multi-slice acquisition.
+``"kspace-acquired"``
+    k-space truncation in plane weighted by the cosine window ``0.8 + 0.2·cos(2πk/L)``, and the
+    slice profile of ``"kspace-slice"`` through plane: the in-plane roll-off measured on four
+    Philips acquisitions as acquired (``scripts/input_spectrum.py``: readout filtering, the
+    echo train's decay, partial Fourier restored), sharper than Hamming's, softer than a bare
+    sinc.
 
 An operator is three :class:`AxisSampling` (:data:`NAMED`); training can draw random ones
 (:func:`random_kspace`). Each is separable, a small matrix per axis (:func:`axis_operator`), so
@@ -77,6 +83,7 @@ NAMED = {
     "kspace-apodised": (AxisSampling("kspace", window=0.46),) * 3,
     "kspace-partial": (KSPACE, AxisSampling("kspace", partial=0.75), KSPACE),
     "kspace-slice": (KSPACE, KSPACE, AxisSampling("profile")),
+    "kspace-acquired": (AxisSampling("kspace", window=0.2),) * 2 + (AxisSampling("profile"),),
 }
 DEGRADATIONS = tuple(NAMED)
 Degradation = str | Sequence[AxisSampling]

@@ -54,6 +54,8 @@ DEGRADATION_TEXT = {
     "zero-filled (real part)",
     "kspace-slice": "the central block of k-space in plane, and through plane (third axis) the mean over a "
     "slice one LR voxel thick (a 2D multi-slice acquisition)",
+    "kspace-acquired": "the central block of k-space in plane under a cosine window of 0.2 (the roll-off "
+    "measured on real acquisitions), and through plane the mean over a slice one LR voxel thick",
 }
 
 
