@@ -30,8 +30,8 @@ Variants of ``"kspace"`` (real acquisitions seldom keep a bare sinc):
     k-space truncation in plane weighted by the cosine window ``0.8 + 0.2·cos(2πk/L)``, and the
     slice profile of ``"kspace-slice"`` through plane: the in-plane roll-off measured on four
     Philips acquisitions as acquired (``scripts/input_spectrum.py``: readout filtering, the
-    echo train's decay, partial Fourier restored), sharper than Hamming's, softer than a bare
-    sinc.
+    echo train's decay; partial Fourier, which the scanner's reconstruction restores, left
+    out), sharper than Hamming's, softer than a bare sinc.
 
 An operator is three :class:`AxisSampling` (:data:`NAMED`); training can draw random ones
 (:func:`random_kspace`). Each is separable, a small matrix per axis (:func:`axis_operator`), so
