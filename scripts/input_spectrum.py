@@ -24,16 +24,9 @@ import nibabel as nib
 import numpy as np
 
 from csrdmri.core.degrade import AxisSampling, downsample
+from csrdmri.core.spectrum import nyquist_ratio
 
 WINDOWS = (0.0, 0.1, 0.2, 0.3, 0.46)
-
-
-def nyquist_ratio(volume: np.ndarray, axis: int) -> float:
-    """Mean power in 80–100 % of Nyquist over that in 30–50 % along ``axis`` of ``volume`` (X, Y, Z)."""
-    power = np.abs(np.fft.rfft(volume - volume.mean(axis=axis, keepdims=True), axis=axis)) ** 2
-    profile = power.mean(axis=tuple(i for i in range(power.ndim) if i != axis))
-    n = len(profile)
-    return float(profile[int(0.8 * n) :].mean() / profile[int(0.3 * n) : int(0.5 * n)].mean())
 
 
 def ratios(volume: np.ndarray) -> str:

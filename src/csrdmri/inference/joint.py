@@ -6,7 +6,7 @@ For each diffusion-weighted shell with at least ``MIN_DIRECTIONS`` directions
 1. S/S0 of its K volumes (1/S0 of the :class:`~csrdmri.dmri.scan.PreparedScan`) is fitted by
    real symmetric SH (order from K, Laplace–Beltrami regularised) on the LR grid;
 2. the model (:mod:`csrdmri.models.qspace`) turns those maps (+ b-value, order, the relative
-   mean b0 for a model that reads it, and the T1w
+   mean b0 and the measured roll-off of the mean b0 for a model that reads them, and the T1w
    when there is one, on the LR grid and — for a model that reads it there — on the HR grid,
    :func:`native_t1`) into SH corrections Δc at every HR voxel of the dilated mask, tile by
    tile (:func:`csrdmri.inference.tiling.predict_tiles`);
@@ -26,6 +26,7 @@ import torch
 
 from csrdmri.core.grid import TargetGrid
 from csrdmri.core.resample import resample
+from csrdmri.core.spectrum import measured_rolloff
 from csrdmri.dmri.preprocess import relative_b0, t1_on_grid
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import MAX_ORDER, MIN_DIRECTIONS, n_coefficients, order_for, sh_matrices, unit_directions
@@ -85,12 +86,15 @@ def correct_shells(
         )
     native = native_t1(up.model, scan, grid) if plan.shells else None
     b0 = relative_b0(scan.b0, scan.mask) if getattr(up.model, "reads_b0", False) else None
+    rolloff = measured_rolloff(scan.b0, scan.mask) if getattr(up.model, "reads_rolloff", False) else None
+    if rolloff is not None:
+        log.info("the input's roll-off (log10, x/y/z): %s", "/".join(f"{v:.2f}" for v in rolloff))
     for bvalue, (inputs, outputs) in plan.shells.items():
         order = order_for(len(inputs))
         fit, _ = sh_matrices(unit_directions(scan.gtab.bvecs[inputs]), order)
         _, basis = sh_matrices(unit_directions(plan.gtab.bvecs[outputs]), order)
         log.info("shell b = %g s/mm²: %d directions, SH order %d", bvalue, len(inputs), order)
-        maps = shell_input(shell_coefficients(scan, inputs, fit, reciprocal), bvalue, order, b0)
+        maps = shell_input(shell_coefficients(scan, inputs, fit, reciprocal), bvalue, order, b0, rolloff)
         blocks = predict_tiles(
             up.model,
             maps,

@@ -103,7 +103,8 @@ def grow_from(model: nn.Module, config: dict, path: str | Path) -> list[str]:
     """Load the weights of checkpoint ``path`` into ``model`` (built from ``config``), a model
     with the checkpoint's parts and possibly more: ``config`` may add options to the saved one
     but not change any; new parts keep their initial values, and a tensor the model names
-    ``growable`` (an output layer with more outputs) gets the saved values in its first rows.
+    ``growable`` (an output layer with more outputs, an input layer with more inputs) gets the
+    saved values in its leading block (first rows, first columns).
     Returns the names of the tensors not loaded in full.
 
     Raises
@@ -125,12 +126,14 @@ def grow_from(model: nn.Module, config: dict, path: str | Path) -> list[str]:
         target = state.get(name)
         if target is None:
             raise InputError(f"{path}: its weight {name} has no place in this model", "init")
-        grows = name in growable and target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]
-        if not (target.shape == value.shape or grows):
+        fits = target.ndim == value.ndim and all(
+            t >= v for t, v in zip(target.shape, value.shape, strict=True)
+        )
+        if not (target.shape == value.shape or (name in growable and fits)):
             raise InputError(
                 f"{path}: its weight {name} {tuple(value.shape)} has no place in this model", "init"
             )
-        target[: value.shape[0]] = value
+        target[tuple(slice(0, n) for n in value.shape)] = value
     return sorted(k for k in state if k not in saved or state[k].shape != saved[k].shape)
 
 

@@ -5,7 +5,10 @@ Per shell, the encoder (an RDN) reads the LR S/S0 as real symmetric SH coefficie
 b-value (/1000 s/mm²) and of the SH order (/6) — with ``b0_channel``, also the mean b0 as a
 fraction of its brain median (:func:`csrdmri.dmri.preprocess.relative_b0`: where the S0 edges
 that cubic interpolation blurs are) — plus the T1w on the LR grid and a map saying whether
-there is one (zeros without a T1w: one model for both, trained with T1w dropout). The
+there is one (zeros without a T1w: one model for both, trained with T1w dropout); with
+``rolloff``, last, three constant maps of how sharp the input is near its Nyquist frequency
+along each axis (:func:`csrdmri.core.spectrum.measured_rolloff` of the LR mean b0: how it was
+acquired or degraded). The
 decoder, an MLP of [latent sampled trilinearly at the query, the query's offset from its
 nearest LR voxel (LIIF's local code)], returns 28 SH coefficients Δc of the *correction* of the
 cubic interpolation, in S/S0. With ``t1_features > 0`` the decoder also reads features of the
@@ -41,20 +44,29 @@ from csrdmri.models.rdn import RDN, Interior
 CONDITIONING = 2
 #: Channels the model adds itself: the T1w and whether it is present.
 T1_CHANNELS = 2
+#: Channels of the measured roll-off (one per axis).
+ROLLOFF = 3
 #: b-values are given to the encoder in units of this (s/mm²).
 B_UNIT = 1000.0
 
 
 def shell_input(
-    coefficients: np.ndarray, bvalue: float, order: int, b0: np.ndarray | None = None
+    coefficients: np.ndarray,
+    bvalue: float,
+    order: int,
+    b0: np.ndarray | None = None,
+    rolloff: np.ndarray | None = None,
 ) -> np.ndarray:
     """The encoder's input of one shell: ``coefficients`` (28, X, Y, Z) of the LR S/S0, with the
     b-value and order maps appended -> (30, X, Y, Z) float32; with ``b0`` (X, Y, Z), the relative
-    mean b0, for a model with a b0 channel, after them -> (31, X, Y, Z)."""
+    mean b0, for a model with a b0 channel, after them; with ``rolloff`` (3,), the measured
+    roll-off of each axis (:func:`csrdmri.core.spectrum.measured_rolloff`) as constant maps, last."""
     shape = coefficients.shape[1:]
     maps = [np.full(shape, bvalue / B_UNIT, np.float32), np.full(shape, order / MAX_ORDER, np.float32)]
     if b0 is not None:
         maps.append(np.asarray(b0, np.float32))
+    if rolloff is not None:
+        maps.extend(np.full(shape, value, np.float32) for value in rolloff)
     return np.concatenate([coefficients.astype(np.float32, copy=False), np.stack(maps)])
 
 
@@ -77,6 +89,9 @@ class QSpaceINR(nn.Module):
         Side (LR voxels) of the linear path's kernels (0: no linear path).
     gated : int
         Filters in the gated path's bank (0: no gated path).
+    rolloff : bool
+        Whether the encoder also reads the input's measured roll-off (:func:`shell_input`); its
+        weights start at 0, so a model grown from one without it starts as that model.
     """
 
     uses_t1 = False  # a T1w is not required ...
@@ -84,7 +99,9 @@ class QSpaceINR(nn.Module):
     joint = True  # one pass per shell (csrdmri.inference.joint)
     coord = "local"
     residual = False  # the caller adds the cubic interpolation of each DWI (module docstring)
-    growable = ("decoder.head.weight", "decoder.head.bias")  # rows added for the gated path's gates
+    # Grown from a model without a part: the gated path's gates add rows to the head, the
+    # roll-off maps input channels (columns) to the encoder's first layer.
+    growable = ("decoder.head.weight", "decoder.head.bias", "encoder.sfe1.weight")
 
     def __init__(
         self,
@@ -100,12 +117,16 @@ class QSpaceINR(nn.Module):
         b0_channel: bool = False,
         orientation: int = 0,
         gated: int = 0,
+        rolloff: bool = False,
     ) -> None:
         super().__init__()
         self.coefficients = n_coefficients(MAX_ORDER)
-        self.reads_b0 = b0_channel
-        inputs = self.coefficients + CONDITIONING + int(b0_channel) + T1_CHANNELS
+        self.reads_b0, self.reads_rolloff = b0_channel, rolloff
+        inputs = self.coefficients + CONDITIONING + int(b0_channel) + T1_CHANNELS + ROLLOFF * rolloff
         self.encoder = RDN(inputs, latent, g0, growth, blocks, layers)
+        if rolloff:
+            with torch.no_grad():
+                self.encoder.sfe1.weight[:, -ROLLOFF:] = 0.0
         self.anatomy = AnatomyCNN(t1_features) if t1_features else None
         decoded = latent + 3 + t1_features
         self.gated = GatedFilters(gated) if gated else None
@@ -121,13 +142,15 @@ class QSpaceINR(nn.Module):
         self.orientation = OrientationFilter(orientation) if orientation else None
 
     def encode(self, lr: torch.Tensor, t1: torch.Tensor | None, interior: Interior = None) -> torch.Tensor:
-        """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30 or 31, X, Y, Z) and the
+        """Latent map (B, latent, X, Y, Z) of :func:`shell_input` maps (B, 30 to 34, X, Y, Z) and the
         T1w (B, 1, X, Y, Z) or None; on a tile, less the receptive radius on ``interior`` sides.
         With the linear path, its 27 channels follow the latent ones; with the gated path, its
         filtered maps come last."""
         present = torch.ones_like(lr[:, :1]) if t1 is not None else torch.zeros_like(lr[:, :1])
         anatomy = t1 if t1 is not None else torch.zeros_like(lr[:, :1])
-        parts = [self.encoder(torch.cat([lr, anatomy.to(lr.dtype), present], dim=1), interior)]
+        split = lr.shape[1] - (ROLLOFF if self.reads_rolloff else 0)  # the roll-off last: see ``growable``
+        stack = [lr[:, :split], anatomy.to(lr.dtype), present, lr[:, split:]]
+        parts = [self.encoder(torch.cat(stack, dim=1), interior)]
         radius, coefficients = self.encoder.receptive_radius, lr[:, : self.coefficients]
         if self.orientation is not None:
             parts.append(self.orientation(coefficients, radius, interior))

@@ -111,6 +111,7 @@ def draw_batch(
             config.kspace_variants,
             config.radius,
             config.b0_channel,
+            config.rolloff,
         )
         sample = draw_sample(subject, rng, *settings)
         if sample is not None:

@@ -75,6 +75,11 @@ class QSpaceConfig:
         """Whether the model reads the relative mean b0 (its samples carry it)."""
         return bool(self.model.get("b0_channel"))
 
+    @property
+    def rolloff(self) -> bool:
+        """Whether the model reads the input's measured roll-off (its samples carry it)."""
+        return bool(self.model.get("rolloff"))
+
     def learning_rate(self, step: int) -> float:
         """The learning rate of ``step`` (0-based): linear from 0 to ``lr`` over ``warmup``
         steps, then a cosine from ``lr`` to ``lr / 10``."""

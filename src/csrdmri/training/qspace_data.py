@@ -11,7 +11,10 @@ T1w downsampled onto the LR grid (and, for a model with a b0 channel, the LR mea
 fraction of the subject's brain median, its contrast changed at random: :func:`b0_contrast`)
 — and, for a model that reads the T1w at the output resolution
 (:mod:`csrdmri.models.anatomy`), the T1w on the HR patch itself, misregistered and with its
-contrast changed at random (:func:`native_t1`). Everything is drawn from
+contrast changed at random (:func:`native_t1`); and, for a model that reads the input's
+roll-off, :func:`csrdmri.core.spectrum.measured_rolloff` of a larger block of the mean b0 around
+the patch, acquired with the sample's noise and operator (:func:`input_rolloff`: a patch is too
+small to measure it on, a scan is measured whole). Everything is drawn from
 ``numpy.random.default_rng([seed, step])``, so a resumed run sees the samples an uninterrupted
 one would.
 """
@@ -31,6 +34,7 @@ from csrdmri.core.degrade import Degradation, downsample, random_kspace
 from csrdmri.core.grid import normalized, source_index
 from csrdmri.core.patches import padded_crop
 from csrdmri.core.resample import resample
+from csrdmri.core.spectrum import BLOCK, measured_rolloff
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
 from csrdmri.dmri.sh import order_for, sh_matrices, sphere_directions
 from csrdmri.models.qspace import shell_input
@@ -81,15 +85,27 @@ class SimulatedSubject:
     @functools.cached_property
     def b0_level(self) -> float:
         """The median noise-free b0 in the brain (computed when a b0 channel first needs it)."""
+        return float(np.median(self.b0_signal))
+
+    @functools.cached_property
+    def b0_signal(self) -> np.ndarray:
+        """The noise-free b0 in the brain (M,), mask C order."""
         b0 = gradient_table(np.zeros(1), bvecs=np.zeros((1, 3)))
-        return float(np.median(brain_signal(self.tissue, self.params, b0, slice(None))))
+        return brain_signal(self.tissue, self.params, b0, slice(None))[:, 0]
+
+    @functools.cached_property
+    def b0_volume(self) -> np.ndarray:
+        """The noise-free b0 (X, Y, Z) float32, 0 outside the brain."""
+        out = np.zeros(self.rows.shape, np.float32)
+        out[self.rows >= 0] = self.b0_signal
+        return out
 
 
 @dataclass
 class Sample:
     """One simulated LR/HR pair of one shell; arrays float32 unless said otherwise.
 
-    ``inputs`` (30 or 31, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``native``
+    ``inputs`` (30 to 34, L, L, L) the encoder's shell maps; ``t1`` (1, L, L, L) or None; ``native``
     (1, n + 2r, n + 2r, n + 2r) the T1w on the HR patch padded by the anatomy network's radius
     ``r``, or None; ``index`` (Q, 3) int64 the queries' HR voxels in the patch; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
@@ -157,6 +173,30 @@ def b0_contrast(relative: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.maximum(scaled, 0.0) ** np.float32(rng.uniform(*B0_GAMMA))
 
 
+def input_rolloff(
+    subject: SimulatedSubject,
+    box: tuple[slice, ...],
+    lr_size: int,
+    method: Degradation,
+    n_b0: int,
+    snr: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The measured roll-off (3,) of the patch ``box``'s input: the mean of ``n_b0`` noisy b0s
+    (SNR ``snr``) of a block ``BLOCK`` LR voxels a side around it, degraded at the patch's scale
+    (``box`` side over ``lr_size``) by ``method``."""
+    side = round(BLOCK * (box[0].stop - box[0].start) / lr_size)
+    start = [s.start + (s.stop - s.start) // 2 - side // 2 for s in box]
+    clean = padded_crop(subject.b0_volume, start, (side,) * 3)
+    head = padded_crop(subject.head, start, (side,) * 3)
+    sigma = np.float32(subject.params.s0_wm / snr)
+    noise = rng.standard_normal(size=(n_b0, 2, *clean.shape), dtype=np.float32) * sigma
+    b0 = np.where(head, np.sqrt((clean + noise[:, 0]) ** 2 + noise[:, 1] ** 2).mean(axis=0), 0.0)
+    brain = padded_crop(subject.rows >= 0, start, (side,) * 3)
+    lr_brain = resample(brain.astype(np.float32), (BLOCK,) * 3) > 0.5
+    return measured_rolloff(downsample(b0.astype(np.float32), (BLOCK,) * 3, method), lr_brain)
+
+
 def patch_box(subject: SimulatedSubject, n: int, rng: np.random.Generator) -> tuple[slice, ...]:
     """An n³ box around a random brain voxel, inside the subject's grid."""
     centre = subject.centres[rng.integers(len(subject.centres))]
@@ -176,14 +216,16 @@ def draw_sample(
     variants: bool = False,
     radius: int = 0,
     with_b0: bool = False,
+    rolloff: bool = False,
 ) -> Sample | None:
     """One simulated sample (None when the patch holds too little brain to normalise); its LR
     DWIs made by k-space truncation with probability ``kspace`` (with random apodisation,
     partial Fourier and slice profile if ``variants``), else tricubic
     (:mod:`csrdmri.core.degrade`; the T1w always tricubic, as at inference). With ``radius``
     > 0, the T1w at the HR patch (:func:`native_t1`) too, the LR one made from it; with
-    ``with_b0``, the relative mean b0 among the inputs (drawn last: the other draws are those
-    of a sample without it)."""
+    ``with_b0``, the relative mean b0 among the inputs; with ``rolloff``, the input's measured
+    roll-off (:func:`input_rolloff`) after them (both drawn last: the other draws are those of
+    a sample without them)."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
     bvalue, directions, n_b0, snr = draw_protocol(rng)
@@ -226,6 +268,10 @@ def draw_sample(
     t1 = resample(t1_hr, (lr_size,) * 3)[None] if with_t1 else None
     if with_b0:
         inputs[-1] = b0_contrast(inputs[-1], rng)
+    if rolloff:
+        measured = input_rolloff(subject, box, lr_size, method, n_b0, snr, rng)
+        maps = np.broadcast_to(measured[:, None, None, None], (len(measured), *inputs.shape[1:]))
+        inputs = np.concatenate([inputs, maps])
     return Sample(
         inputs,
         t1,
