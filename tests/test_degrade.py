@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csrdmri.core.degrade import DEGRADATIONS, consistent, downsample, random_kspace
+from csrdmri.core.degrade import DEGRADATIONS, DESCRIPTIONS, consistent, downsample, random_kspace
 from csrdmri.core.patches import degrade
 
 
@@ -40,6 +40,10 @@ def test_every_degradation_keeps_the_intensity_scale_and_dtype(method):
     lr = downsample(hr, (8, 9, 7), method)
     assert lr.shape == (8, 9, 7) and lr.dtype == np.float32
     np.testing.assert_allclose(lr, 3.25, rtol=1e-6)
+
+
+def test_every_named_degradation_has_the_reports_description():
+    assert tuple(DESCRIPTIONS) == DEGRADATIONS
 
 
 def test_the_kspace_degradation_low_passes_and_rings_where_tricubic_aliases():

@@ -85,6 +85,20 @@ NAMED = {
     "kspace-slice": (KSPACE, KSPACE, AxisSampling("profile")),
     "kspace-acquired": (AxisSampling("kspace", window=0.2),) * 2 + (AxisSampling("profile"),),
 }
+#: One line on each named operator, for the evaluation report.
+DESCRIPTIONS = {
+    "tricubic": "cubic B-spline sampling at the LR voxel centres (the paper's protocol)",
+    "kspace": "the central block of k-space (a sinc point-spread function, Gibbs ringing included: what a "
+    "scanner acquiring the coarser matrix measures, to first order)",
+    "kspace-apodised": "the central block of k-space weighted by a Hamming window (less ringing, a wider "
+    "point-spread function)",
+    "kspace-partial": "the central block of k-space with 6/8 partial Fourier along the second axis, "
+    "zero-filled (real part)",
+    "kspace-slice": "the central block of k-space in plane, and through plane (third axis) the mean over a "
+    "slice one LR voxel thick (a 2D multi-slice acquisition)",
+    "kspace-acquired": "the central block of k-space in plane under a cosine window of 0.2 (the roll-off "
+    "measured on real acquisitions), and through plane the mean over a slice one LR voxel thick",
+}
 DEGRADATIONS = tuple(NAMED)
 Degradation = str | Sequence[AxisSampling]
 

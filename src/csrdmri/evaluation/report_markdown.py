@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from csrdmri import __version__
+from csrdmri.core.degrade import DESCRIPTIONS
 from csrdmri.dmri.dti import WM_FA
 from csrdmri.evaluation.collect import EvaluationResults
 from csrdmri.evaluation.report_figures import CaseFigures, ReportFigures
@@ -44,21 +45,6 @@ CASE_SECTIONS = {
 
 
 #: How each degradation (``--degradation``, :mod:`csrdmri.core.degrade`) makes the LR data.
-DEGRADATION_TEXT = {
-    "tricubic": "cubic B-spline sampling at the LR voxel centres (the paper's protocol)",
-    "kspace": "the central block of k-space (a sinc point-spread function, Gibbs ringing included: what a "
-    "scanner acquiring the coarser matrix measures, to first order)",
-    "kspace-apodised": "the central block of k-space weighted by a Hamming window (less ringing, a wider "
-    "point-spread function)",
-    "kspace-partial": "the central block of k-space with 6/8 partial Fourier along the second axis, "
-    "zero-filled (real part)",
-    "kspace-slice": "the central block of k-space in plane, and through plane (third axis) the mean over a "
-    "slice one LR voxel thick (a 2D multi-slice acquisition)",
-    "kspace-acquired": "the central block of k-space in plane under a cosine window of 0.2 (the roll-off "
-    "measured on real acquisitions), and through plane the mean over a slice one LR voxel thick",
-}
-
-
 def _slab_text(slab: int | None) -> str:
     if slab is None:
         return ""
@@ -79,7 +65,7 @@ def _header(command: str, results: EvaluationResults) -> list[str]:
         "paper's numbers, copied for comparison, never measured here. PSNR uses a data range of 1 "
         "on S/S0; SSIM a 7³ uniform window (scikit-image).",
         "",
-        f"Low-resolution inputs (`--degradation {degradation}`): {DEGRADATION_TEXT[degradation]}. "
+        f"Low-resolution inputs (`--degradation {degradation}`): {DESCRIPTIONS[degradation]}. "
         f"Data consistency of the outputs with them (`--consistency`): "
         f"{results.protocol.get('consistency', 'off')}, the input's noise (`--input-noise`) "
         f"{results.protocol.get('input_noise', 'kept')}; safeguard (`--safeguard`): "
