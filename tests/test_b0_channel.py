@@ -41,18 +41,29 @@ def test_relative_b0_is_the_contrast_without_the_scale():
         relative_b0(np.zeros_like(b0), mask)
 
 
-def test_a_training_sample_with_the_b0_draws_what_one_without_it_draws():
+def samples_with_and_without(**option) -> tuple[qspace_data.SimulatedSubject, list]:
+    """A small phantom subject and pairs of its training samples (8³ LR, seeds 0–3) drawn without
+    and with the input ``option`` of :func:`~csrdmri.training.qspace_data.draw_sample`, checked
+    to be the same sample but for the added maps (the option's draws come last)."""
     subject = qspace_data.SimulatedSubject.draw(0, 0, PhantomParams(voxel_size=3.0))
+    pairs = []
     for seed in range(4):
         plain = qspace_data.draw_sample(subject, np.random.default_rng(seed), 8, (2.0, 2.0), 64, True)
-        with_b0 = qspace_data.draw_sample(
-            subject, np.random.default_rng(seed), 8, (2.0, 2.0), 64, True, with_b0=True
+        extended = qspace_data.draw_sample(
+            subject, np.random.default_rng(seed), 8, (2.0, 2.0), 64, True, **option
         )
         if plain is None:
             continue
+        np.testing.assert_array_equal(extended.inputs[:30], plain.inputs)
+        np.testing.assert_array_equal(extended.target, plain.target)
+        pairs.append((plain, extended))
+    assert pairs
+    return subject, pairs
+
+
+def test_a_training_sample_with_the_b0_draws_what_one_without_it_draws():
+    for plain, with_b0 in samples_with_and_without(with_b0=True)[1]:
         assert with_b0.inputs.shape == (31, 8, 8, 8)
-        np.testing.assert_array_equal(with_b0.inputs[:30], plain.inputs)
-        np.testing.assert_array_equal(with_b0.target, plain.target)
         brain = plain.inputs[0] > 0  # the S/S0's mean (order-0 SH) is zero outside the brain
         assert 0.6 < np.median(with_b0.inputs[30][brain]) < 1.6  # around the subject's median
 
