@@ -65,9 +65,16 @@ def shell_input(
     maps = [np.full(shape, bvalue / B_UNIT, np.float32), np.full(shape, order / MAX_ORDER, np.float32)]
     if b0 is not None:
         maps.append(np.asarray(b0, np.float32))
+    parts = [coefficients.astype(np.float32, copy=False), np.stack(maps)]
     if rolloff is not None:
-        maps.extend(np.full(shape, value, np.float32) for value in rolloff)
-    return np.concatenate([coefficients.astype(np.float32, copy=False), np.stack(maps)])
+        parts.append(rolloff_maps(rolloff, shape))
+    return np.concatenate(parts)
+
+
+def rolloff_maps(rolloff: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The measured roll-off (3,) as constant maps (3, X, Y, Z) float32 (a read-only view)."""
+    values = np.asarray(rolloff, np.float32)
+    return np.broadcast_to(values[:, None, None, None], (len(values), *shape))
 
 
 @register("qspace")

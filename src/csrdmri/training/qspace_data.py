@@ -37,7 +37,7 @@ from csrdmri.core.resample import resample
 from csrdmri.core.spectrum import BLOCK, measured_rolloff
 from csrdmri.dmri.preprocess import B0_FLOOR, b0_reciprocal, normalise_t1
 from csrdmri.dmri.sh import order_for, sh_matrices, sphere_directions
-from csrdmri.models.qspace import shell_input
+from csrdmri.models.qspace import rolloff_maps, shell_input
 from csrdmri.phantom.cohort import draw_subject, subject_t1
 from csrdmri.phantom.params import PhantomParams
 from csrdmri.phantom.signal import brain_signal, head_region, rician_mean
@@ -270,8 +270,7 @@ def draw_sample(
         inputs[-1] = b0_contrast(inputs[-1], rng)
     if rolloff:
         measured = input_rolloff(subject, box, lr_size, method, n_b0, snr, rng)
-        maps = np.broadcast_to(measured[:, None, None, None], (len(measured), *inputs.shape[1:]))
-        inputs = np.concatenate([inputs, maps])
+        inputs = np.concatenate([inputs, rolloff_maps(measured, inputs.shape[1:])])
     return Sample(
         inputs,
         t1,
