@@ -186,3 +186,14 @@ def test_every_model_is_guarded_by_default_and_bad_values_are_refused(tmp_path, 
         "upsample", small_dwi, "--scale", "2", "--safeguard", "auto", "--out", tmp_path / "o.nii.gz"
     )
     assert_user_error(bad, "safeguard must be one of on, off")
+
+
+def test_turning_it_off_for_a_model_that_needs_it_warns(caplog):
+    acquired, joint = Upsampler.load("csr-qspace-acquired-cpu"), Upsampler.load("csr-qspace-cpu")
+    with caplog.at_level(logging.WARNING, logger="csrdmri.inference.safeguard"):
+        assert guards(acquired, Options()) and guards(joint, Options(safeguard="off")) is False
+        assert not caplog.records  # on, or off for a model that does not need it: nothing said
+        assert guards(acquired, Options(safeguard="off")) is False
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "csr-qspace-acquired-cpu needs the safeguard (trained on acquisition-like inputs" in message

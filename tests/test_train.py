@@ -23,6 +23,7 @@ from csrdmri.io.layout import find_dataset
 from csrdmri.models import build_model
 from csrdmri.models.checkpoint import load_model, read_meta, save_checkpoint
 from csrdmri.models.objective import Objective
+from csrdmri.models.qspace import ROLLOFF
 from csrdmri.training import (
     PRESETS,
     TrainConfig,
@@ -194,7 +195,7 @@ def test_shipped_weights_load_and_have_a_model_card():
         if meta["model"]["architecture"] == "qspace":  # simulated phantom subjects + 1 validating
             seen = {meta["training"]["seed"]: meta["training"]["subjects"] + 1}
             assert meta["val_gain_db"] > 0 and resolve_method(name).phantoms == seen
-            maps = torch.rand(1, 30, 8, 8, 8)
+            maps = torch.rand(1, 30 + ROLLOFF * model.reads_rolloff, 8, 8, 8)  # the roll-off's maps last
             corrections = model.decode(model.encode(maps, None), torch.zeros(1, 5, 3))
             assert corrections.shape == (1, 5, 28) and not model.uses_t1 and model.optional_t1
             continue

@@ -174,7 +174,7 @@ def test_a_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
 
 def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
     """The Philips Ingenia pair (DWI 2 mm axial, T1w 1 mm sagittal), cropped around the brain
-    centre to keep the test short: the shipped CSR-dMRI and joint q-space model at 2x put the
+    centre to keep the test short: the shipped CSR-dMRI and joint q-space models at 2x put the
     signal's centre of mass at the same world position as the input's."""
     folder = real_scan("philips-ingenia-2mm")
     img = nib.load(folder / "dwi.nii.gz")
@@ -190,7 +190,7 @@ def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
         index = np.stack(np.meshgrid(*map(np.arange, data.shape), indexing="ij"), -1)
         return nib.affines.apply_affine(image.affine, (index * data[..., None]).sum((0, 1, 2)) / data.sum())
 
-    for model in ("csr-dmri-cpu", "csr-qspace-cpu"):
+    for model in ("csr-dmri-cpu", "csr-qspace-cpu", "csr-qspace-acquired-cpu"):
         out = tmp_path / f"{model}.nii.gz"
         result = run(
             "upsample", dwi, "--scale", "2", "--t1", folder / "t1w.nii.gz", "--model", model, "--out", out

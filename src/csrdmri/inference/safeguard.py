@@ -47,8 +47,17 @@ CHECK_OPERATORS: tuple[Degradation, ...] = ("tricubic", "kspace")
 
 def guards(up: Upsampler, options: Options) -> bool:
     """Whether the safeguard runs for ``up`` under ``options.safeguard`` (tricubic has no
-    correction to weigh)."""
-    return up.model is not None and options.safeguard == "on"
+    correction to weigh); warns when it is off for a model whose checkpoint says it needs it
+    (metadata ``needs_safeguard``: why)."""
+    if up.model is None:
+        return False
+    if options.safeguard == "off" and up.meta.get("needs_safeguard"):
+        log.warning(
+            "%s needs the safeguard (%s); --safeguard off applies its correction unchecked",
+            up.name,
+            up.meta["needs_safeguard"],
+        )
+    return options.safeguard == "on"
 
 
 def shell_weights(
