@@ -44,7 +44,6 @@ CASE_SECTIONS = {
 }
 
 
-#: How each degradation (``--degradation``, :mod:`csrdmri.core.degrade`) makes the LR data.
 def _slab_text(slab: int | None) -> str:
     if slab is None:
         return ""
