@@ -124,3 +124,6 @@ def test_consistency_holds_for_every_named_operator(method):
     rng = np.random.default_rng(5)
     hr, lr = rng.normal(size=(20, 18, 16)), downsample(rng.normal(size=(20, 18, 16)), (10, 8, 8), method)
     np.testing.assert_allclose(downsample(consistent(hr, lr, method), lr.shape, method), lr, atol=1e-8)
+    stacked = consistent(np.stack([hr, 2 * hr], -1), np.stack([lr, -lr], -1), method)  # trailing axes
+    for v, (h, low) in enumerate(((hr, lr), (2 * hr, -lr))):
+        np.testing.assert_allclose(stacked[..., v], consistent(h, low, method), atol=1e-12)

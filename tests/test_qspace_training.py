@@ -140,7 +140,7 @@ def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
 
     rng = np.random.default_rng(0)
     draws = rng.standard_normal((2, 400_000))
-    for nu in (0.0, 0.7, 2.0, 9.0):  # the Rician floor at 0, the mean signal far above the noise
+    for nu in (0.0, 0.7, 2.0, 7.9, 8.1, 9.0):  # the Rician floor at 0, the mean signal far above the noise
         sampled = np.hypot(nu + draws[0], draws[1]).mean()
         assert rician_mean(np.array([nu]), 1.0)[0] == pytest.approx(sampled, rel=4e-3)
     config = QSpaceConfig(queries=4096, lr_size=8, subjects=1, voxel_size=3.0)
@@ -151,8 +151,36 @@ def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
     assert abs(noise.mean()) < 4 * noise.std() / np.sqrt(noise.size)  # unbiased
     residual = [np.abs(s.expected - s.cubic).mean() / np.abs(s.target - s.cubic).mean() for s in samples if s]
     assert max(residual) < 0.9  # the noise is gone from what the loss compares with
-    with pytest.raises(InputError, match="target must be one of noisy, expected"):
+    with pytest.raises(InputError, match="target must be one of noisy, expected, consistent"):
         QSpaceConfig(target="clean")
+
+
+@pytest.mark.parametrize("kspace", [0.0, 1.0])
+def test_the_consistent_target_keeps_only_the_noise_the_input_determines(kspace):
+    from csrdmri.core.degrade import downsample
+    from csrdmri.training.qspace import draw_subjects
+    from csrdmri.training.qspace_config import QSpaceConfig
+    from csrdmri.training.qspace_data import consistent_expectation, draw_sample
+
+    config = QSpaceConfig(queries=4096, lr_size=8, subjects=1, voxel_size=3.0)
+    (subject,) = draw_subjects(config, range(1), bar=False)
+    clean = np.random.default_rng(3).uniform(0, 5, (16, 16, 16, 2)).astype(np.float32)
+    lr = np.random.default_rng(4).uniform(0, 5, (8, 8, 8, 2)).astype(np.float32)
+    made = consistent_expectation(clean, lr, 1.0, np.ones((16,) * 3, bool), "kspace-slice")
+    np.testing.assert_allclose(downsample(made, (8, 8, 8), "kspace-slice"), lr, atol=1e-4)
+    noise, kept, shared = [], [], []
+    for i in range(4):
+        s = draw_sample(subject, np.random.default_rng([5, i]), 8, (2.0, 2.0), 4096, False, kspace, True,
+                        consistent_target=True)  # fmt: skip
+        if s is not None:
+            noise.append((s.target - s.expected).ravel())
+            kept.append((s.consistent - s.expected).ravel())
+            shared.append((s.cubic - s.expected).ravel())
+    noise, kept, shared = (np.concatenate(a) for a in (noise, kept, shared))
+    assert 0.09 < kept.var() / noise.var() < 0.17  # 1/2³ of the noise's variance at 2×
+    # what it leaves out of the noisy target is uncorrelated with what the input makes of the noise
+    assert abs(np.corrcoef(noise - kept, shared)[0, 1]) < 0.03
+    assert np.corrcoef(noise, shared)[0, 1] > 0.05  # ... where the noisy target's own noise is not
 
 
 def test_the_orientation_term_sees_only_what_differs_between_directions():

@@ -209,15 +209,15 @@ def downsample(volume: np.ndarray, shape: Sequence[int], method: Degradation = "
 
 
 def consistent(hr: np.ndarray, lr: np.ndarray, method: Degradation) -> np.ndarray:
-    """The volume nearest to ``hr`` (X, Y, Z; least squares) whose degradation by ``method``
-    to the grid of ``lr`` (x, y, z, same field of view) is ``lr``: ``hr`` plus the residual
-    ``lr − downsample(hr)`` brought back by the right inverse of the operator. float64 for
-    float64 input, else float32.
+    """The volume nearest to ``hr`` (X, Y, Z, ...; least squares) whose degradation by ``method``
+    to the grid of ``lr`` (x, y, z, ..., same field of view and trailing axes) is ``lr``: ``hr``
+    plus the residual ``lr − downsample(hr)`` brought back by the right inverse of the operator,
+    each trailing index on its own. float64 for float64 input, else float32.
 
     With a truth that the operator maps onto ``lr`` exactly, the result is never farther from
     that truth than ``hr`` (an orthogonal projection onto a set that holds the truth).
     """
-    residual = lr - downsample(hr, lr.shape, method)
+    residual = lr - downsample(hr, lr.shape[:3], method)
     axes = samplings(method)
-    back = [axis_right_inverse(n, m, a) for n, m, a in zip(hr.shape, lr.shape, axes, strict=True)]
+    back = [axis_right_inverse(n, m, a) for n, m, a in zip(hr.shape[:3], lr.shape[:3], axes, strict=True)]
     return hr + apply_axes(residual, back)

@@ -12,7 +12,11 @@ the L1 term alone has taught, docs/results.md).
 With ``target`` "expected" the L1 term compares with the noisy DWIs' expectation given the
 noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the estimator a
 squared error against noisy data rewards is the same, and the gradient no longer carries the
-target's noise. Validation always scores against the noisy DWIs, as evaluation does.
+target's noise. With ``target`` "consistent" it compares with that expectation made
+consistent with the input: the part of the target's noise the input determines is kept, so
+the estimator rewarded is the noisy DWIs' again, and only the noise no input can predict is
+gone (:func:`csrdmri.training.qspace_data.consistent_expectation`).
+Validation always scores against the noisy DWIs, as evaluation does.
 Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
 interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR),
 ``val_fa_ratio`` the FA error (against the noise-free truth) relative to cubic's. The learning
@@ -112,6 +116,7 @@ def draw_batch(
             config.radius,
             config.b0_channel,
             config.rolloff,
+            config.target == "consistent",
         )
         sample = draw_sample(subject, rng, *settings)
         if sample is not None:

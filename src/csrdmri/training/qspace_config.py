@@ -11,7 +11,7 @@ from csrdmri.models.anatomy import RADIUS
 from csrdmri.phantom.params import PhantomParams
 
 #: What the training loss compares the output with (Sample's fields: ``target`` is "noisy").
-TARGETS = {"noisy": "target", "expected": "expected"}
+TARGETS = {"noisy": "target", "expected": "expected", "consistent": "consistent"}
 
 
 @dataclass
@@ -30,7 +30,8 @@ class QSpaceConfig:
     sh_weight: float = 0.0  # weight of the orientation (SH order >= 2) term of the loss
     kspace: float = 0.0  # share of samples degraded by k-space truncation (else tricubic)
     kspace_variants: bool = False  # those with random apodisation, partial Fourier, slice profile
-    target: str = "noisy"  # what the loss compares with: the noisy HR DWIs or their "expected" value
+    target: str = "noisy"  # what the loss compares with: the noisy HR DWIs, their "expected" value or
+    # that value made "consistent" with the input (csrdmri.training.qspace_data.consistent_expectation)
     subjects: int = 4  # phantom subjects 0..subjects-1 of ``seed``; subject ``subjects`` validates
     seed: int = 0
     voxel_size: float = 1.25  # [mm] of the phantom subjects (the HR grid)

@@ -30,7 +30,7 @@ from dipy.core.gradients import gradient_table
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from csrdmri.core.degrade import Degradation, downsample, random_kspace
+from csrdmri.core.degrade import Degradation, consistent, downsample, random_kspace
 from csrdmri.core.grid import normalized, source_index
 from csrdmri.core.patches import padded_crop
 from csrdmri.core.resample import resample
@@ -114,8 +114,9 @@ class Sample:
     their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0, ``fa`` (Q,) the FA of
     the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
     the shell's directions, ``tensor`` (6, K) its tensor fit
-    (:func:`~csrdmri.training.tensor_loss.tensor_pinv`) — all intensities divided by the LR mean
-    b0 of the brain, so that losses compare across samples.
+    (:func:`~csrdmri.training.tensor_loss.tensor_pinv`), ``consistent`` (Q, K) or None the
+    expectation made consistent with the input (:func:`consistent_expectation`) — all
+    intensities divided by the LR mean b0 of the brain, so that losses compare across samples.
     """
 
     inputs: np.ndarray
@@ -130,6 +131,7 @@ class Sample:
     tensor: np.ndarray
     native: np.ndarray | None = None
     index: np.ndarray | None = None
+    consistent: np.ndarray | None = None
 
 
 def draw_protocol(rng: np.random.Generator) -> tuple[float, np.ndarray, int, float]:
@@ -154,6 +156,24 @@ def simulate_patch(
     noise = rng.standard_normal(size=(2, *out.shape), dtype=np.float32) * np.float32(sigma)
     noisy = np.sqrt((out + noise[0]) ** 2 + noise[1] ** 2)
     return np.where(subject.head[box][..., None], noisy, 0.0).astype(np.float32), out
+
+
+def consistent_expectation(
+    clean: np.ndarray, lr: np.ndarray, sigma: float, head: np.ndarray, method: Degradation
+) -> np.ndarray:
+    """The noisy HR DWIs' expectation given their noise-free signal ``clean`` (n, n, n, K) — their
+    Rician mean inside ``head`` (n, n, n) bool, 0 outside — made consistent with their input
+    ``lr`` (L, L, L, K), the noisy DWIs degraded by ``method`` (:func:`csrdmri.core.degrade.consistent`).
+
+    Of the noisy DWIs' noise it keeps the part the input determines (its projection onto what
+    the operator sees) and drops the rest, which no input can predict: for Gaussian noise that
+    rest is independent of the input, so the best estimate from the input is the same as
+    against the noisy DWIs (their expectation given the input does not change), but the target
+    carries a fraction about 1/s³ of their noise at scale ``s``. float32, (n, n, n, K).
+    """
+    expected = np.zeros_like(clean)
+    expected[head] = rician_mean(clean[head], sigma)
+    return consistent(expected, lr, method)
 
 
 def native_t1(subject: SimulatedSubject, box: tuple[slice, ...], radius: int, rng) -> np.ndarray:
@@ -217,6 +237,7 @@ def draw_sample(
     radius: int = 0,
     with_b0: bool = False,
     rolloff: bool = False,
+    consistent_target: bool = False,
 ) -> Sample | None:
     """One simulated sample (None when the patch holds too little brain to normalise); its LR
     DWIs made by k-space truncation with probability ``kspace`` (with random apodisation,
@@ -225,7 +246,8 @@ def draw_sample(
     > 0, the T1w at the HR patch (:func:`native_t1`) too, the LR one made from it; with
     ``with_b0``, the relative mean b0 among the inputs; with ``rolloff``, the input's measured
     roll-off (:func:`input_rolloff`) after them (both drawn last: the other draws are those of
-    a sample without them)."""
+    a sample without them); with ``consistent_target``, :func:`consistent_expectation` at the
+    queries (no draw)."""
     n = round(float(lr_size * rng.uniform(*scale_range)))
     box = patch_box(subject, n, rng)
     bvalue, directions, n_b0, snr = draw_protocol(rng)
@@ -258,6 +280,10 @@ def draw_sample(
     pinv = tensor_pinv(bvalue, directions)
     sigma = subject.params.s0_wm / snr
     expected = np.where(subject.head[box][index][:, None], rician_mean(clean[index][:, n_b0:], sigma), 0.0)
+    projected = None
+    if consistent_target:
+        whole = consistent_expectation(clean[..., n_b0:], lr[..., n_b0:], sigma, subject.head[box], method)
+        projected = (whole[index] / scale).astype(np.float32)
     clean = torch.from_numpy(clean[index])
     fa = fractional_anisotropy(clean[:, n_b0:], clean[:, :n_b0].mean(dim=-1), torch.from_numpy(pinv))
     cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
@@ -284,4 +310,5 @@ def draw_sample(
         pinv,
         None if native is None else native[None],
         picked if radius else None,
+        projected,
     )
