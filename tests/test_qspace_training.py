@@ -170,8 +170,8 @@ def test_the_consistent_target_keeps_only_the_noise_the_input_determines(kspace)
     np.testing.assert_allclose(downsample(made, (8, 8, 8), "kspace-slice"), lr, atol=1e-4)
     noise, kept, shared = [], [], []
     for i in range(4):
-        s = draw_sample(subject, np.random.default_rng([5, i]), 8, (2.0, 2.0), 4096, False, kspace, True,
-                        consistent_target=True)  # fmt: skip
+        rng = np.random.default_rng([5, i])
+        s = draw_sample(subject, rng, 8, (2.0, 2.0), 4096, False, kspace, True, consistent_target=True)
         if s is not None:
             noise.append((s.target - s.expected).ravel())
             kept.append((s.consistent - s.expected).ravel())
