@@ -10,10 +10,11 @@ biased up by its noise, and matching it would teach the model to add anisotropic
 expectation (its orientation part: a correction the same for every direction, order 0, is all
 the L1 term alone has taught, docs/results.md).
 With ``target`` "expected" the L1 term compares with the noisy DWIs' expectation given the
-noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the estimator a
-squared error against noisy data rewards is the same, and the gradient no longer carries the
-target's noise. With ``target`` "consistent" it compares with that expectation made
-consistent with the input: the part of the target's noise the input determines is kept, so
+noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the gradient no
+longer carries the target's noise, but the estimator rewarded moves too, since the input shares
+part of that noise (docs/results.md, rule 5). With ``target`` "consistent" it compares with
+that expectation made consistent with the input: the part of the target's noise the input
+determines is kept, so
 the estimator rewarded is the noisy DWIs' again, and only the noise no input can predict is
 gone (:func:`csrdmri.training.qspace_data.consistent_expectation`).
 Validation always scores against the noisy DWIs, as evaluation does.

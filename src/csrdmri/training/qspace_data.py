@@ -110,7 +110,7 @@ class Sample:
     ``r``, or None; ``index`` (Q, 3) int64 the queries' HR voxels in the patch; ``coords``
     (Q, 3) normalised LR coordinates of the HR queries; ``target`` (Q, K) the HR DWIs there,
     ``expected`` (Q, K) their expectation over the noise given the noise-free signal (the Rician
-    mean: the same optimum for a squared loss, without the noise's variance), ``cubic`` (Q, K)
+    mean), ``cubic`` (Q, K)
     their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0, ``fa`` (Q,) the FA of
     the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
     the shell's directions, ``tensor`` (6, K) its tensor fit
