@@ -14,9 +14,8 @@ noise-free signal (their Rician mean) instead of the noisy DWIs themselves: the 
 longer carries the target's noise, but the estimator rewarded moves too, since the input shares
 part of that noise (docs/results.md, rule 5). With ``target`` "consistent" it compares with
 that expectation made consistent with the input: the part of the target's noise the input
-determines is kept, so
-the estimator rewarded is the noisy DWIs' again, and only the noise no input can predict is
-gone (:func:`csrdmri.training.qspace_data.consistent_expectation`).
+determines is kept, so the estimator rewarded is the noisy DWIs' again, and only the noise no
+input can predict is gone (:func:`csrdmri.training.qspace_data.consistent_expectation`).
 Validation always scores against the noisy DWIs, as evaluation does.
 Validation: fixed samples of a subject not trained on; ``val_gain_db`` is the gain over cubic
 interpolation in mean squared raw error (10·log10(MSE_cubic / MSE_model), a raw ΔPSNR),
