@@ -134,7 +134,7 @@ def test_kspace_share_of_the_training_samples(monkeypatch):
 def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
     from csrdmri.core.errors import InputError
     from csrdmri.phantom.signal import rician_mean
-    from csrdmri.training.qspace import draw_subjects
+    from csrdmri.training.qspace_batches import draw_subjects
     from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.training.qspace_data import draw_sample
 
@@ -158,7 +158,7 @@ def test_the_expected_target_is_the_noisy_targets_mean_without_its_noise():
 @pytest.mark.parametrize("kspace", [0.0, 1.0])
 def test_the_consistent_target_keeps_only_the_noise_the_input_determines(kspace):
     from csrdmri.core.degrade import downsample
-    from csrdmri.training.qspace import draw_subjects
+    from csrdmri.training.qspace_batches import draw_subjects
     from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.training.qspace_data import consistent_expectation, draw_sample
 
@@ -185,7 +185,8 @@ def test_the_consistent_target_keeps_only_the_noise_the_input_determines(kspace)
 
 def test_the_orientation_term_sees_only_what_differs_between_directions():
     from csrdmri.core.errors import InputError
-    from csrdmri.training.qspace import anisotropic_error, draw_subjects, on_device
+    from csrdmri.training.qspace import anisotropic_error, on_device
+    from csrdmri.training.qspace_batches import draw_subjects
     from csrdmri.training.qspace_config import QSpaceConfig
     from csrdmri.training.qspace_data import draw_sample
 

@@ -1,4 +1,5 @@
-"""Training of the joint q-space model on phantom acquisitions simulated on the fly.
+"""Training of the joint q-space model on phantom acquisitions simulated on the fly (and, with
+``real`` among its options, on real scans, self-supervised: :mod:`csrdmri.training.qspace_batches`).
 
 The loss is what users consume: L1 of every DWI of the sample's shell in raw intensity
 (divided by the patch's mean b0 only so that samples compare), at random HR voxels, where the
@@ -33,14 +34,10 @@ float rounding: a process's torch threads may sum in another order).
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import asdict, fields, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +55,10 @@ from csrdmri.models.checkpoint import (
     read_meta,
     save_checkpoint,
 )
+from csrdmri.training.qspace_batches import Simulator, draw_batch, draw_subjects
 from csrdmri.training.qspace_config import TARGETS, QSpaceConfig
-from csrdmri.training.qspace_data import Sample, SimulatedSubject, draw_sample
+from csrdmri.training.qspace_data import Sample
+from csrdmri.training.real_samples import RealScan
 from csrdmri.training.tensor_loss import fractional_anisotropy
 
 VALIDATION_SAMPLES = 24
@@ -98,30 +97,6 @@ def encode(model: torch.nn.Module, samples: list[Sample]) -> torch.Tensor:
     inputs = torch.stack([s.inputs for s in samples])
     t1 = None if samples[0].t1 is None else torch.stack([s.t1 for s in samples])
     return model.encode(inputs, t1)
-
-
-def draw_batch(
-    subjects: list[SimulatedSubject], config: QSpaceConfig, rng: np.random.Generator, with_t1: bool
-) -> list[Sample]:
-    samples: list[Sample] = []
-    while len(samples) < config.batch:
-        subject = subjects[rng.integers(len(subjects))]
-        settings = (
-            config.lr_size,
-            config.scale_range,
-            config.queries,
-            with_t1,
-            config.kspace,
-            config.kspace_variants,
-            config.radius,
-            config.b0_channel,
-            config.rolloff,
-            config.target == "consistent",
-        )
-        sample = draw_sample(subject, rng, *settings)
-        if sample is not None:
-            samples.append(sample)
-    return samples
 
 
 def fa_error(output: torch.Tensor, sample: Sample) -> torch.Tensor:
@@ -177,17 +152,18 @@ def decoder_activity(model: torch.nn.Module) -> Iterator[torch.Tensor]:
 
 
 def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
-    """Model (on ``device``), optimiser, first step, best validation gain and the phantom
-    subjects behind the starting weights (seed -> count; evaluation refuses them too): new, from
-    ``config.init``'s weights, or from ``out/last.safetensors``."""
+    """Model (on ``device``), optimiser, first step, best validation gain and what the starting
+    weights were trained on (checkpoint metadata ``inherited_phantoms``: phantom seed -> subject
+    count, and ``seen_subjects``: DWI digest -> name of the real scans; evaluation refuses both):
+    new, from ``config.init``'s weights, or from ``out/last.safetensors``."""
     last = out / "last.safetensors"
-    inherited: dict = {}
+    inherited: dict = {"inherited_phantoms": {}, "seen_subjects": {}}
     if resume:
         if not last.exists():
             raise InputError(f"nothing to resume in {out}: no last.safetensors", "resume")
         model, meta = load_model(last)
         step, best = int(meta["step"]), float(meta.get("best_gain_db", -np.inf))
-        inherited = meta.get("inherited_phantoms", {})
+        inherited = {key: meta.get(key, {}) for key in inherited}
     else:
         if last.exists():
             raise InputError(f"{out} already holds a run; resume it or choose another folder", "out")
@@ -196,26 +172,17 @@ def _start(out: Path, config: QSpaceConfig, resume: bool, device: torch.device):
         if config.init:
             path = find_checkpoint(config.init)
             new = grow_from(model, config.model, path)
-            inherited = phantom_subjects(read_meta(path))
+            meta = read_meta(path)
+            inherited = {
+                "inherited_phantoms": {str(k): v for k, v in phantom_subjects(meta).items()},
+                "seen_subjects": meta.get("seen_subjects", {}),
+            }
             tqdm.write(f"weights from {config.init}" + (f"; new or grown: {', '.join(new)}" if new else ""))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if resume:
         load_training_state(last, optimizer)
-    return model, optimizer, step, best, {str(k): v for k, v in inherited.items()}
-
-
-def draw_subjects(config: QSpaceConfig, indices: range, bar: bool = True) -> list[SimulatedSubject]:
-    """The phantom subjects ``indices`` of the run's seed, ready for simulation."""
-    params = config.phantom_params
-    indices = tqdm(indices, desc="subjects", disable=not bar)
-    return [SimulatedSubject.draw(i, config.seed, params) for i in indices]
-
-
-def step_batch(subjects: list[SimulatedSubject], config: QSpaceConfig, step: int) -> list[Sample]:
-    """The batch of ``step`` (depends only on the seed and the step)."""
-    rng = np.random.default_rng([config.seed, step])
-    return draw_batch(subjects, config, rng, with_t1=rng.random() >= config.t1_dropout)
+    return model, optimizer, step, best, inherited
 
 
 def optimise(model, optimizer, samples: list[Sample], lr: float, config: QSpaceConfig) -> float:
@@ -226,7 +193,7 @@ def optimise(model, optimizer, samples: list[Sample], lr: float, config: QSpaceC
     errors = []
     for o, s in zip(outputs, samples, strict=True):
         error = (o - getattr(s, TARGETS[config.target])).abs().mean()
-        if config.fa_weight:
+        if config.fa_weight and s.fa is not None:  # a real scan's sample has no FA target
             error = error + config.fa_weight * fa_error(o, s)
         if config.sh_weight:
             error = error + config.sh_weight * anisotropic_error(o, s)
@@ -239,44 +206,6 @@ def optimise(model, optimizer, samples: list[Sample], lr: float, config: QSpaceC
         group["lr"] = lr
     optimizer.step()
     return float(loss.detach())
-
-
-_worker_subjects: list[SimulatedSubject] = []
-
-
-def _start_worker(config: QSpaceConfig) -> None:
-    torch.set_num_threads(1)
-    _worker_subjects[:] = draw_subjects(config, range(config.subjects), bar=False)
-
-
-def _worker_batch(config: QSpaceConfig, step: int) -> list[Sample]:
-    return step_batch(_worker_subjects, config, step)
-
-
-class Simulator:
-    """The batches of the coming steps, simulated ahead: in one thread beside the training
-    (``workers`` 0), or in ``workers`` processes, each holding its own copy of the subjects."""
-
-    def __init__(self, config: QSpaceConfig, workers: int) -> None:
-        self.config, self.ahead = config, max(1, 2 * workers)
-        self.pending: deque = deque()
-        if workers:
-            spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-            self.pool: Executor = ProcessPoolExecutor(workers, spawn, _start_worker, (config,))
-            self.task = _worker_batch
-        else:
-            self.pool = ThreadPoolExecutor(max_workers=1)
-            self.task = partial(step_batch, draw_subjects(config, range(config.subjects)))
-
-    def batches(self, start: int):
-        """Yield the batch of every step from ``start`` to the run's end."""
-        queued = start
-        with self.pool:
-            for _ in range(start, self.config.steps):
-                while queued < self.config.steps and len(self.pending) < self.ahead:
-                    self.pending.append(self.pool.submit(self.task, self.config, queued))
-                    queued += 1
-                yield self.pending.popleft().result()
 
 
 def train_qspace(
@@ -293,6 +222,8 @@ def train_qspace(
     out.mkdir(parents=True, exist_ok=True)
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, optimizer, step, best, inherited = _start(out, config, resume, run_device)
+    scans = [RealScan.load(path) for path in config.real]  # refused here, not in a worker
+    inherited["seen_subjects"] = {**inherited["seen_subjects"], **{s.digest: s.name for s in scans}}
     simulator = Simulator(config, workers)
     (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))
     val_rng = np.random.default_rng([config.seed, 10**9])
@@ -320,7 +251,7 @@ def train_qspace(
             with decoder_activity(model) as active:  # read from validation's own decoding
                 scores = validate(model, val_batches)
             meta = {"model": config.model, "training": asdict(config), "step": done, **scores}
-            meta["inherited_phantoms"] = inherited
+            meta.update(inherited)
             if scores["val_gain_db"] > best:
                 best = scores["val_gain_db"]
                 save_checkpoint(out / "best.safetensors", model, meta)

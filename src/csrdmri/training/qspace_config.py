@@ -38,6 +38,8 @@ class QSpaceConfig:
     texture_sd: float = 0.5  # their diffusivity texture (PhantomParams.texture_sd; 0: none)
     orientation_sd: float = 0.0  # [°] their fibres' random turn (PhantomParams.orientation_sd)
     gm_anisotropy: float = 1.0  # their grey matter's λ∥/λ⊥ (PhantomParams.gm_anisotropy)
+    real: tuple[str, ...] = ()  # real scans (dataset folders) trained on, self-supervised
+    real_share: float = 0.0  # share of batches drawn from them (csrdmri.training.qspace_batches)
     checkpoint_every: int = 250
     init: str | None = None  # a checkpoint (shipped name, file, run folder) the weights start from
     model: dict = field(default_factory=lambda: {"architecture": "qspace"})
@@ -54,6 +56,15 @@ class QSpaceConfig:
         self.phantom_params  # noqa: B018 - built to be checked: PhantomParams refuses what it cannot make
         if self.target not in TARGETS:
             raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}", "target")
+        self.real = tuple(str(p) for p in self.real)
+        if not 0.0 <= self.real_share <= 1.0 or bool(self.real) != bool(self.real_share):
+            raise InputError(
+                "real_share must be within 0..1, above 0 exactly when real scans are given, got "
+                f"{self.real_share} with {len(self.real)} scans",
+                "real_share",
+            )
+        if self.real and (self.b0_channel or self.rolloff):
+            raise InputError("real scans train models without a b0 channel or roll-off maps only", "real")
         if self.warmup < 0:
             raise InputError(f"warmup must be at least 0, got {self.warmup}", "warmup")
         for name in ("fa_weight", "sh_weight"):

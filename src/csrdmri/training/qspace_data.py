@@ -112,8 +112,8 @@ class Sample:
     ``expected`` (Q, K) their expectation over the noise given the noise-free signal (the Rician
     mean), ``cubic`` (Q, K)
     their cubic interpolation from the LR, ``s0`` (Q,) the cubic mean b0, ``fa`` (Q,) the FA of
-    the noise-free HR signal, ``basis`` (K, 28) the SH synthesis matrix of
-    the shell's directions, ``tensor`` (6, K) its tensor fit
+    the noise-free HR signal (None: unknown, a real scan's sample), ``basis`` (K, 28) the SH
+    synthesis matrix of the shell's directions, ``tensor`` (6, K) its tensor fit
     (:func:`~csrdmri.training.tensor_loss.tensor_pinv`), ``consistent`` (Q, K) or None the
     expectation made consistent with the input (:func:`consistent_expectation`) — all
     intensities divided by the LR mean b0 of the brain, so that losses compare across samples.
@@ -126,7 +126,7 @@ class Sample:
     expected: np.ndarray
     cubic: np.ndarray
     s0: np.ndarray
-    fa: np.ndarray
+    fa: np.ndarray | None
     basis: np.ndarray
     tensor: np.ndarray
     native: np.ndarray | None = None
@@ -255,43 +255,28 @@ def draw_sample(
     bvals = np.r_[np.zeros(n_b0), np.full(k, bvalue)]
     bvecs = np.r_[np.tile([[1.0, 0.0, 0.0]], (n_b0, 1)), directions]
     hr, clean = simulate_patch(subject, box, bvals, bvecs, snr, rng)
-    method: Degradation = "tricubic"
-    if kspace > 0 and rng.random() < kspace:  # no draw at 0: old runs replay
-        method = random_kspace(rng) if variants else "kspace"
-    lr = downsample(hr, (lr_size,) * 3, method)
-    lr_mask = resample((subject.rows[box] >= 0).astype(np.float32), (lr_size,) * 3) > 0.5
-    if lr_mask.sum() < 8:
+    method = draw_operator(rng, kspace, variants)
+    relative_level = subject.b0_level if with_b0 else None
+    shared = acquire(
+        hr, subject.rows[box] >= 0, n_b0, bvalue, directions, lr_size, method, queries, rng, relative_level
+    )
+    if shared is None:
         return None
-    b0 = lr[..., :n_b0].mean(axis=-1)
-    region = ndimage.binary_dilation(lr_mask, iterations=MARGIN)
-    reciprocal = b0_reciprocal(b0, region, floor=B0_FLOOR * float(np.percentile(b0[lr_mask], 99)))
-    order = order_for(k)
-    fit, basis = sh_matrices(directions, order)
-    ratio = lr[..., n_b0:] * reciprocal[..., None]
-    relative = b0 / np.float32(subject.b0_level) if with_b0 else None
-    inputs = shell_input(np.moveaxis(ratio @ fit, -1, 0), bvalue, order, relative)
-    where = resample((reciprocal > 0).astype(np.float32), (n,) * 3, order=0) > 0.5
-    picked = np.argwhere(where)
-    if len(picked) == 0:
-        return None
-    picked = picked[rng.choice(len(picked), size=queries, replace=len(picked) < queries)]
-    index = tuple(picked.T)
-    scale = float(np.mean(b0[lr_mask]))
-    pinv = tensor_pinv(bvalue, directions)
+    index = tuple(shared.picked.T)
     sigma = subject.params.s0_wm / snr
     expected = np.where(subject.head[box][index][:, None], rician_mean(clean[index][:, n_b0:], sigma), 0.0)
     projected = None
     if consistent_target:
-        whole = consistent_expectation(clean[..., n_b0:], lr[..., n_b0:], sigma, subject.head[box], method)
-        projected = (whole[index] / scale).astype(np.float32)
+        whole = consistent_expectation(
+            clean[..., n_b0:], shared.lr[..., n_b0:], sigma, subject.head[box], method
+        )
+        projected = (whole[index] / shared.scale).astype(np.float32)
     clean = torch.from_numpy(clean[index])
-    fa = fractional_anisotropy(clean[:, n_b0:], clean[:, :n_b0].mean(dim=-1), torch.from_numpy(pinv))
-    cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
-    s0 = np.maximum(resample(b0, (n,) * 3)[index], 0.0) / scale
-    coords = normalized(np.stack([source_index(lr_size, n)[i] for i in index], axis=-1), lr_size)
+    fa = fractional_anisotropy(clean[:, n_b0:], clean[:, :n_b0].mean(dim=-1), torch.from_numpy(shared.tensor))
     native = native_t1(subject, box, radius, rng) if with_t1 and radius else None
     t1_hr = subject.t1[box] if native is None else native[(slice(radius, radius + n),) * 3]
     t1 = resample(t1_hr, (lr_size,) * 3)[None] if with_t1 else None
+    inputs = shared.inputs
     if with_b0:
         inputs[-1] = b0_contrast(inputs[-1], rng)
     if rolloff:
@@ -300,15 +285,101 @@ def draw_sample(
     return Sample(
         inputs,
         t1,
-        coords.astype(np.float32),
-        hr[index][:, n_b0:] / scale,
-        (expected / scale).astype(np.float32),
+        shared.coords,
+        hr[index][:, n_b0:] / shared.scale,
+        (expected / shared.scale).astype(np.float32),
+        shared.cubic,
+        shared.s0,
+        fa.numpy(),
+        shared.basis,
+        shared.tensor,
+        None if native is None else native[None],
+        shared.picked if radius else None,
+        projected,
+    )
+
+
+@dataclass
+class Acquired:
+    """What inference computes from a sample's LR input, and where the sample is scored
+    (:func:`acquire`; float32 unless said otherwise).
+
+    ``lr`` (L, L, L, V) the input (b0s first); ``inputs`` (30 or 31, L, L, L) the encoder's shell
+    maps (:func:`~csrdmri.models.qspace.shell_input`); ``picked`` (Q, 3) int64 the queries' HR
+    voxels; ``scale`` the input's mean b0 in the brain, the unit of every intensity below;
+    ``cubic`` (Q, K) the cubic interpolation of the DWIs and ``s0`` (Q,) of the mean b0 there;
+    ``coords`` (Q, 3) the queries in normalised LR coordinates; ``basis`` (K, 28) and ``tensor``
+    (6, K) as :class:`Sample`'s.
+    """
+
+    lr: np.ndarray
+    inputs: np.ndarray
+    picked: np.ndarray
+    scale: float
+    cubic: np.ndarray
+    s0: np.ndarray
+    coords: np.ndarray
+    basis: np.ndarray
+    tensor: np.ndarray
+
+
+def draw_operator(rng: np.random.Generator, kspace: float, variants: bool) -> Degradation:
+    """The operator that makes a sample's input: k-space truncation with probability ``kspace``
+    (with random apodisation, partial Fourier and slice profile if ``variants``), else tricubic."""
+    if kspace > 0 and rng.random() < kspace:  # no draw at 0: old runs replay
+        return random_kspace(rng) if variants else "kspace"
+    return "tricubic"
+
+
+def acquire(
+    hr: np.ndarray,
+    brain: np.ndarray,
+    n_b0: int,
+    bvalue: float,
+    directions: np.ndarray,
+    lr_size: int,
+    method: Degradation,
+    queries: int,
+    rng: np.random.Generator,
+    b0_level: float | None = None,
+) -> Acquired | None:
+    """Degrade the HR patch ``hr`` (n, n, n, V: ``n_b0`` b0s, then one shell of b-value
+    ``bvalue`` along ``directions`` (K, 3)) to L³ (``lr_size``) by ``method``, compute from it
+    what inference computes, and pick ``queries`` HR voxels to score where the input has a b0;
+    ``brain`` (n, n, n) bool is the patch's brain; with ``b0_level`` the mean b0 divided by it
+    is the encoder's last map (a model with a b0 channel). None when the patch holds too little
+    brain to normalise."""
+    n = hr.shape[0]
+    lr = downsample(hr, (lr_size,) * 3, method)
+    lr_mask = resample(brain.astype(np.float32), (lr_size,) * 3) > 0.5
+    if lr_mask.sum() < 8:
+        return None
+    b0 = lr[..., :n_b0].mean(axis=-1)
+    region = ndimage.binary_dilation(lr_mask, iterations=MARGIN)
+    reciprocal = b0_reciprocal(b0, region, floor=B0_FLOOR * float(np.percentile(b0[lr_mask], 99)))
+    order = order_for(len(directions))
+    fit, basis = sh_matrices(directions, order)
+    ratio = lr[..., n_b0:] * reciprocal[..., None]
+    relative = None if b0_level is None else b0 / np.float32(b0_level)
+    inputs = shell_input(np.moveaxis(ratio @ fit, -1, 0), bvalue, order, relative)
+    where = resample((reciprocal > 0).astype(np.float32), (n,) * 3, order=0) > 0.5
+    picked = np.argwhere(where)
+    if len(picked) == 0:
+        return None
+    picked = picked[rng.choice(len(picked), size=queries, replace=len(picked) < queries)]
+    index = tuple(picked.T)
+    scale = float(np.mean(b0[lr_mask]))
+    cubic = resample(lr[..., n_b0:], (n,) * 3)[index] / scale
+    s0 = np.maximum(resample(b0, (n,) * 3)[index], 0.0) / scale
+    coords = normalized(np.stack([source_index(lr_size, n)[i] for i in index], axis=-1), lr_size)
+    return Acquired(
+        lr,
+        inputs,
+        picked,
+        scale,
         cubic.astype(np.float32),
         s0.astype(np.float32),
-        fa.numpy(),
+        coords.astype(np.float32),
         basis.astype(np.float32),
-        pinv,
-        None if native is None else native[None],
-        picked if radius else None,
-        projected,
+        tensor_pinv(bvalue, directions),
     )
