@@ -313,7 +313,7 @@ def test_presets_adapt_to_the_model_they_train():
 
 def test_qspace_training_draws_its_phantoms_with_the_configured_options(tmp_path, monkeypatch):
     from csrdmri.phantom.params import PhantomParams
-    from csrdmri.training import qspace
+    from csrdmri.training import qspace, qspace_batches
     from csrdmri.training.qspace_config import QSpaceConfig
 
     class Drawn(Exception):
@@ -322,7 +322,7 @@ def test_qspace_training_draws_its_phantoms_with_the_configured_options(tmp_path
     def draw(index, seed, params):
         raise Drawn((params.texture_sd, params.orientation_sd, params.gm_anisotropy))
 
-    monkeypatch.setattr(qspace.SimulatedSubject, "draw", staticmethod(draw))
+    monkeypatch.setattr(qspace_batches.SimulatedSubject, "draw", staticmethod(draw))
     config = QSpaceConfig(texture_sd=0.25, orientation_sd=15.0, gm_anisotropy=1.5)
     with pytest.raises(Drawn, match=r"^\(0\.25, 15\.0, 1\.5\)$"):
         qspace.train_qspace(tmp_path / "run", config)
