@@ -351,6 +351,22 @@ def train_init_of_another_model(scan):
 
 
 @case
+def train_real_scan_missing(scan):
+    (scan / "real.json").write_text(json.dumps({"real": ["nope"], "real_share": 0.5}))
+    args = ["train", "--model", "csr-qspace", "--out", "run", "--config", scan / "real.json"]
+    return args, ("real training scan not found", "nope", "--config")
+
+
+@case
+def train_real_scan_without_a_shell(scan):
+    bvals, bvecs = gradients(1, 5)
+    few = write_scan(scan.parent / "few", dwi_data(scan)[..., :6], bvals, bvecs)
+    (scan / "real.json").write_text(json.dumps({"real": [str(few)], "real_share": 0.5}))
+    args = ["train", "--model", "csr-qspace", "--out", "run", "--config", scan / "real.json"]
+    return args, ("few/dwi.nii.gz", "a shell of at least 6 directions")
+
+
+@case
 def train_data_missing(scan):
     return ["train", "--data", scan.parent / "nope", "--out", "run"], ("training data not found", "nope")
 

@@ -218,11 +218,11 @@ def train_qspace(
     (0: one thread)."""
     if workers < 0:
         raise InputError(f"workers must be at least 0, got {workers}", "workers")
+    scans = [RealScan.load(path) for path in config.real]  # refused before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, optimizer, step, best, inherited = _start(out, config, resume, run_device)
-    scans = [RealScan.load(path) for path in config.real]  # refused here, not in a worker
     inherited["seen_subjects"] = {**inherited["seen_subjects"], **{s.digest: s.name for s in scans}}
     simulator = Simulator(config, workers)
     (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))

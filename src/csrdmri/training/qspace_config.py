@@ -61,10 +61,10 @@ class QSpaceConfig:
             raise InputError(
                 "real_share must be within 0..1, above 0 exactly when real scans are given, got "
                 f"{self.real_share} with {len(self.real)} scans",
-                "real_share",
+                "config",
             )
         if self.real and (self.b0_channel or self.rolloff):
-            raise InputError("real scans train models without a b0 channel or roll-off maps only", "real")
+            raise InputError("real scans train models without a b0 channel or roll-off maps only", "config")
         if self.warmup < 0:
             raise InputError(f"warmup must be at least 0, got {self.warmup}", "warmup")
         for name in ("fa_weight", "sh_weight"):

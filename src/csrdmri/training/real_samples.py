@@ -63,6 +63,8 @@ class RealScan:
     def load(cls, path: str | Path) -> RealScan:
         """The scan in the folder ``path`` (any layout :func:`csrdmri.io.layout.find_dataset`
         reads); refused without a b0 or a shell of ``MIN_DIRECTIONS`` directions."""
+        if not Path(path).exists():
+            raise InputError(f"real training scan not found: {path}", "config")
         paths = find_dataset(Path(path))
         series = load_dwi(paths)
         b0s = b0_indices(series.gtab)
@@ -71,7 +73,7 @@ class RealScan:
             raise InputError(
                 f"{paths.dwi}: a real training scan needs a b0 and a shell of at least {MIN_DIRECTIONS} "
                 "directions",
-                "real",
+                "config",
             )
         bvalue, shell = max(found.items(), key=lambda item: len(item[1]))
         brain = series_mask(series)
