@@ -224,7 +224,7 @@ def train_qspace(
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, optimizer, step, best, inherited = _start(out, config, resume, run_device)
     inherited["seen_subjects"] = {**inherited["seen_subjects"], **{s.digest: s.name for s in scans}}
-    simulator = Simulator(config, workers)
+    simulator = Simulator(config, workers, scans)
     (held_out,) = draw_subjects(config, range(config.subjects, config.subjects + 1))
     val_rng = np.random.default_rng([config.seed, 10**9])
     val_batches = [

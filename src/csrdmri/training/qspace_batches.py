@@ -107,9 +107,10 @@ def _worker_batch(config: QSpaceConfig, step: int) -> list[Sample]:
 
 class Simulator:
     """The batches of the coming steps, simulated ahead: in one thread beside the training
-    (``workers`` 0), or in ``workers`` processes, each holding its own copy of the sources."""
+    (``workers`` 0), or in ``workers`` processes, each holding its own copy of the sources;
+    ``scans``: the run's real scans already loaded (the thread uses them, processes load their own)."""
 
-    def __init__(self, config: QSpaceConfig, workers: int) -> None:
+    def __init__(self, config: QSpaceConfig, workers: int, scans: list[RealScan]) -> None:
         self.config, self.ahead = config, max(1, 2 * workers)
         self.pending: deque = deque()
         if workers:
@@ -118,7 +119,7 @@ class Simulator:
             self.task = _worker_batch
         else:
             self.pool = ThreadPoolExecutor(max_workers=1)
-            self.task = partial(step_batch, Sources.of(config))
+            self.task = partial(step_batch, Sources(draw_subjects(config, range(config.subjects)), scans))
 
     def batches(self, start: int):
         """Yield the batch of every step from ``start`` to the run's end."""
