@@ -63,6 +63,15 @@ def test_an_in_memory_t1w_is_the_t1w_file(tmp_path):
     np.testing.assert_array_equal(outputs[0].get_fdata(), outputs[1].get_fdata())
 
 
+def test_the_default_without_a_t1w_is_the_joint_model(tmp_path, caplog):
+    series = multishell(tmp_path, shells=((1000.0, 10),))
+    dwi, bvals, bvecs = nib.load(series.paths.dwi), series.gtab.bvals, series.gtab.bvecs
+    default = csrdmri.upsample(dwi, bvals, bvecs, scale=2)[0]
+    assert "csr-dmri-cpu needs a T1w" in caplog.text and "csr-qspace-cpu runs instead" in caplog.text
+    joint = csrdmri.upsample(dwi, bvals, bvecs, scale=2, model="csr-qspace-cpu")[0]
+    np.testing.assert_array_equal(default.get_fdata(), joint.get_fdata())
+
+
 def test_bad_api_input_is_one_sentence(tmp_path):
     series = multishell(tmp_path, shells=((1000.0, 10),))
     dwi = nib.load(series.paths.dwi)

@@ -122,7 +122,10 @@ def no_b0(scan):
 @case
 def no_b1000(scan):
     write_scan(scan, bvals=gradients(bvalue=3000.0)[0], bvecs=gradients()[1])
-    return upsample(scan, "--scale", "2"), ("no volume with b = 1000", "dwi.nii.gz")
+    return upsample(scan, "--scale", "2", "--model", "csr-dmri-cpu"), (
+        "no volume with b = 1000",
+        "dwi.nii.gz",
+    )
 
 
 @case
@@ -184,7 +187,7 @@ def t1w_outside_the_dwi(scan):
 @case
 def t1w_absent(scan):
     (scan / "t1w.nii.gz").unlink()
-    return upsample(dwi_file(scan), "--scale", "2"), ("uses a T1w", "--t1")
+    return upsample(dwi_file(scan), "--scale", "2", "--model", "csr-dmri-cpu"), ("uses a T1w", "--t1")
 
 
 @case

@@ -88,6 +88,8 @@ def test_a_bids_run_writes_derivatives_reports_failures_and_skips_on_rerun(datas
         "sub-01_T1w.nii.gz"
     )
     assert sidecars["sub-02_ses-b"]["model"] == "csr-qspace-cpu" and sidecars["sub-02_ses-b"]["t1w"] is None
+    assert sidecars["sub-01"]["model_choice"] == "default"
+    assert "instead of csr-dmri-cpu, which needs a T1w" in sidecars["sub-02_ses-b"]["model_choice"]
     assert sidecars["sub-02_ses-b"]["Sources"] == ["bids::sub-02/ses-b/dwi/sub-02_ses-b_dwi.nii.gz"]
     assert label in sidecars["sub-01"]["Resolution"]
     for image in out.rglob("*_dwi.nii.gz"):  # DIPY and MRtrix read what was written

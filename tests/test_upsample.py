@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_INR, assert_user_error, real_scan, run
+from conftest import TINY_INR, assert_user_error, gradients, oblique_affine, real_scan, run, write_dwi
 from dipy.io import read_bvals_bvecs
 
 from csrdmri.core.errors import InputError
@@ -18,6 +19,7 @@ from csrdmri.dmri.preprocess import brain_mask
 from csrdmri.inference.tiling import decode_volume, encoder_halo, plan_tiles
 from csrdmri.models import build_model
 from csrdmri.models.checkpoint import save_checkpoint
+from csrdmri.workflows.upsample import upsample_dataset
 
 
 def tiny_model(coord: str = "local", residual: bool = True, use_t1: bool = True):
@@ -160,16 +162,54 @@ def test_tricubic_upsample_preserves_units(small_cohort, tmp_path):
         assert hr[..., v][mask_hr].mean() == pytest.approx(lr[..., v][mask].mean(), rel=0.01)
 
 
-def test_a_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
+def test_a_named_t1w_model_without_a_t1w_is_refused(small_dwi, checkpoint, tmp_path):
     out = tmp_path / "sr.nii.gz"
     result = run("upsample", small_dwi, "--scale", "2", "--model", checkpoint, "--out", out)
     assert_user_error(result, "uses a T1w", "--t1")
-    assert_user_error(run("upsample", small_dwi, "--scale", "2", "--out", out), "csr-dmri-cpu uses a T1w")
+    named = run("upsample", small_dwi, "--scale", "2", "--model", "csr-dmri-cpu", "--out", out)
+    assert_user_error(named, "csr-dmri-cpu uses a T1w")
     bad = run(
         "upsample", small_dwi, "--scale", "2", "--model", "tricubic", "--precision", "fp8", "--out", out
     )
     assert_user_error(bad, "precision must be one of", "--precision")
     assert not out.exists()
+
+
+def series_and_t1w(folder, bvalue: float = 1000.0):
+    """A 14×12×10×7 DWI (1 b0 + 6 directions at ``bvalue``) and a textured T1w on its grid."""
+    bvals, bvecs = gradients(bvalue=bvalue)
+    data = np.full((14, 12, 10, 7), 10.0, dtype=np.float32)
+    data[3:11, 3:9, 2:8, 0], data[3:11, 3:9, 2:8, 1:] = 1000.0, 400.0
+    dwi = write_dwi(folder / "in", data, oblique_affine(), bvals, bvecs)
+    texture = np.random.default_rng(0).random(data.shape[:3], dtype=np.float32)
+    nib.save(nib.Nifti1Image(data[..., 0] * (1 + texture), oblique_affine()), folder / "t1w.nii.gz")
+    return dwi, folder / "t1w.nii.gz"
+
+
+@pytest.mark.parametrize("lacks", ["t1w", "b1000", "directions"])
+def test_the_default_gives_way_to_the_joint_model_where_it_cannot_run(lacks, tmp_path, caplog):
+    """No T1w, no b = 1000 volume, new directions asked for: the joint model runs instead of the
+    default, and the log, the message and the sidecar say why."""
+    dwi, t1 = series_and_t1w(tmp_path, 2000.0 if lacks == "b1000" else 1000.0)
+    args = ["--t1", t1] if lacks != "t1w" else []
+    args += ["--out-directions", "8"] if lacks == "directions" else []
+    out = tmp_path / "sr.nii.gz"
+    with caplog.at_level(logging.WARNING):
+        result = run("upsample", dwi, "--scale", "2", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(out.with_name("sr.json").read_text())
+    why = {"t1w": "needs a T1w", "b1000": "models only b = 1000", "directions": "writes no new gradient"}[
+        lacks
+    ]
+    assert sidecar["model"] == "csr-qspace-cpu" and "(csr-qspace-cpu" in result.output
+    assert sidecar["model_choice"].startswith("instead of csr-dmri-cpu") and why in sidecar["model_choice"]
+    assert why in caplog.text
+
+
+def test_the_default_runs_where_it_can(tmp_path):
+    dwi, t1 = series_and_t1w(tmp_path)
+    assert upsample_dataset(dwi, tmp_path / "sr.nii.gz", scale=[2.0], t1=t1).model == "csr-dmri-cpu"
+    assert json.loads((tmp_path / "sr.json").read_text())["model_choice"] == "default"
 
 
 def test_shipped_model_on_a_real_scan_keeps_world_positions(tmp_path):
@@ -216,7 +256,7 @@ def test_command_line_defaults_are_the_library_defaults():
 
 
 def test_cheap_checks_come_before_the_series_is_read(small_dwi, tmp_path):
-    """An existing output, a model without its T1w and an absurd output size are refused before
+    """An existing output, a named model without its T1w and an absurd output size are refused before
     any voxel is read: here the voxels cannot be read (the file is cut short), and each error
     names the real problem."""
     cut = tmp_path / "cut" / "dwi.nii.gz"
@@ -228,7 +268,8 @@ def test_cheap_checks_come_before_the_series_is_read(small_dwi, tmp_path):
     out = tmp_path / "out" / "sr.nii.gz"
     tricubic = ("--model", "tricubic", "--out", out)
     assert_user_error(run("upsample", cut, "--scale", "2", *tricubic), "corrupt or truncated")
-    assert_user_error(run("upsample", cut, "--scale", "2", "--out", out), "uses a T1w", "--t1")
+    named = ("--model", "csr-dmri-cpu", "--out", out)
+    assert_user_error(run("upsample", cut, "--scale", "2", *named), "uses a T1w", "--t1")
     assert_user_error(run("upsample", cut, "--scale", "400", *tricubic), "GB", "--max-output-gb")
     out.parent.mkdir()
     out.write_text("precious")

@@ -19,6 +19,7 @@ use ``csrdmri upsample``, which writes through a file.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -39,7 +40,7 @@ from csrdmri.io.nifti import (
     output_image,
 )
 from csrdmri.weights import DEFAULT_MODEL
-from csrdmri.workflows.upsample import check_model, check_target, prepare_scan, target_grid
+from csrdmri.workflows.upsample import check_model, check_target, choose_upsampler, prepare_scan, target_grid
 
 
 def load_model(name: str = DEFAULT_MODEL, adapt_steps: int = 0, seed: int = 0) -> Upsampler:
@@ -57,7 +58,7 @@ def upsample(
     mask: Source | None = None,
     scale: float | Sequence[float] | None = None,
     voxel_size: float | Sequence[float] | None = None,
-    model: str | Upsampler = DEFAULT_MODEL,
+    model: str | Upsampler | None = None,
     options: Options = DEFAULT_OPTIONS,
     directions: np.ndarray | None = None,
 ) -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray]:
@@ -74,8 +75,10 @@ def upsample(
         models that read one) and a brain mask on the DWI grid (default: found from the b0).
     scale, voxel_size : number or 3 numbers
         Exactly one: the scale factor per axis, or the target voxel size in mm.
-    model : str or Upsampler
-        A name as :func:`load_model` takes, or what it returned.
+    model : str or Upsampler, optional
+        A name as :func:`load_model` takes, or what it returned; None: the default model, or the
+        joint q-space model for a series the default cannot run (no T1w, no b = 1000 volume,
+        new directions; a warning says so).
     options : Options
         How a model runs (device, precision, tiles, safeguard, consistency, ...).
     directions : ndarray, shape (K', 3), optional
@@ -92,11 +95,13 @@ def upsample(
     scale = None if scale is None else per_axis(scale, "scale")
     voxel_size = None if voxel_size is None else per_axis(voxel_size, "voxel size")
     check_target(scale, voxel_size)
-    up = model if isinstance(model, Upsampler) else load_model(model)
-    check_model(up, directions, t1 is not None)
+    up = model if isinstance(model, Upsampler) else load_model(model or DEFAULT_MODEL)
     img = load_image(dwi, "DWI", ndim=(4,))
     name = describe(dwi, "DWI")
     gtab = checked_gradients(bvals, bvecs, img.shape[3])
+    if model is None:
+        up = choose_upsampler(replace(up, choice="default"), t1 is not None, gtab, directions is not None)
+    check_model(up, directions, t1 is not None)
     data = dwi_voxels(img, name)
     paths = DatasetPaths(Path(name), Path("(bvals)"), Path("(bvecs)"), layout="memory")
     series = DWISeries(data, img.affine.copy(), gtab, img.header, paths)

@@ -29,7 +29,6 @@ from csrdmri.cli.options import (
     VoxelSizeOpt,
 )
 from csrdmri.core.errors import InputError
-from csrdmri.weights import DEFAULT_MODEL
 
 
 def participant_label_values(given: list[str] | None, extra: list[str]) -> list[str] | None:
@@ -62,7 +61,7 @@ def bids(
     ] = None,
     scale: ScaleOpt = None,
     voxel_size: VoxelSizeOpt = None,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     device: DeviceOpt = "cpu",
     precision: PrecisionOpt = "auto",
     tile: TileOpt = 130,
@@ -107,8 +106,9 @@ def bids(
     """A BIDS App: super-resolve every DWI series of the chosen participants into BIDS derivatives.
 
     For each participant (and session, run, acquisition) it finds the DWI series and the best
-    T1w (same session first), runs --model with it — or, when that model needs a T1w the
-    participant does not have, the joint q-space model without one (said in the log) — and
+    T1w (same session first), runs --model with it — or, when that model cannot run the series
+    (it needs a T1w the participant does not have, or b = 1000 volumes the series lacks), the
+    joint q-space model (said in the log and the sidecar's model_choice) — and
     writes OUTPUT_DIR/sub-X(/ses-Y)/dwi/..._space-dwi_res-<voxel size>_desc-csrdmri_dwi.nii.gz
     with .bval, .bvec and a .json sidecar, plus OUTPUT_DIR/dataset_description.json. Inputs are
     never modified; finished series are skipped on a rerun (unless --force); a failing series is

@@ -29,7 +29,6 @@ from csrdmri.cli.options import (
     VoxelSizeOpt,
 )
 from csrdmri.core.errors import InputError
-from csrdmri.weights import DEFAULT_MODEL
 
 
 @app.command()
@@ -62,7 +61,7 @@ def upsample(
     ],
     scale: ScaleOpt = None,
     voxel_size: VoxelSizeOpt = None,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     t1: Annotated[
         Path | None, typer.Option("--t1", help="T1-weighted image (any grid: resampled by the affines).")
     ] = None,
@@ -92,9 +91,11 @@ def upsample(
 
     PATH is a DWI NIfTI (with .bval/.bvec beside it or given), or a BIDS, HCP or FSL-style
     subject folder. The default model is the CSR-dMRI weights shipped with the package, which
-    need the subject's T1w (--t1, or the one found in a BIDS/HCP folder); for a scan without a
-    T1w, use --model csr-qspace-cpu (the joint q-space model: every shell of b 500–3000 in
-    one pass, with the T1w when there is one, without otherwise), arssr-cpu or tricubic.
+    read the subject's T1w (--t1, or the one found in a BIDS/HCP folder) and b = 1000 volumes;
+    for a series without either (or with --out-directions) the joint q-space model
+    csr-qspace-cpu runs instead (every shell of b 500–3000 in one pass, with the T1w when there
+    is one, without otherwise), and the log and the sidecar say so. A model named with --model
+    that cannot run the series is refused.
     """
     from csrdmri.inference.upsampler import Options
     from csrdmri.workflows.upsample import requested_directions, upsample_dataset
@@ -119,7 +120,9 @@ def upsample(
     shape = " × ".join(map(str, result.grid.shape))
     zooms = " × ".join(f"{z:.4g}" for z in result.grid.zooms)
     guide = f", guided by the T1w {result.t1w}" if result.t1w else ""
-    typer.echo(f"wrote {result.out}: {shape} × {result.volumes} volumes, voxel {zooms} mm ({model}{guide})")
+    typer.echo(
+        f"wrote {result.out}: {shape} × {result.volumes} volumes, voxel {zooms} mm ({result.model}{guide})"
+    )
 
 
 @app.command()

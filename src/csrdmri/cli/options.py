@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from csrdmri.weights import shipped
+from csrdmri.weights import DEFAULT_MODEL, FALLBACK_MODEL, shipped
 
 ScaleOpt = Annotated[
     str | None, typer.Option(help="Scale factor: one number (2, 2.4) or one per axis (2,2,1).")
@@ -16,10 +16,13 @@ VoxelSizeOpt = Annotated[
     str | None, typer.Option(help="Target voxel size in mm: one number (1.25) or one per axis.")
 ]
 ModelOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
-        "or a training run folder."
+        f"or a training run folder. Default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} for a series it "
+        f"cannot run (no T1w, no b = 1000 shell, new directions asked for; said in the log and the "
+        "sidecar's model_choice).",
+        show_default=False,
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N.")]

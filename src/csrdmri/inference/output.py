@@ -134,6 +134,7 @@ def write_result(
     sidecar = {
         "csrdmri_version": __version__,
         "model": up.name,
+        "model_choice": up.choice,
         "input": str(series.paths.dwi),
         "input_shape": list(series.shape),
         "input_voxel_size_mm": [round(z, 6) for z in series.zooms],

@@ -35,6 +35,7 @@ class Upsampler:
     checkpoint: Path | None = None
     adapt_steps: int = 0  # fine-tune a copy on each series first (csrdmri.inference.adapt); 0: off
     seed: int = 0  # of that adaptation
+    choice: str = "named"  # why this method runs (the sidecar's model_choice; workflows.upsample)
 
     @property
     def uses_t1(self) -> bool:

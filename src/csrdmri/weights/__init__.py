@@ -7,6 +7,9 @@ from pathlib import Path
 FOLDER = Path(__file__).resolve().parent
 #: The model `csrdmri upsample` uses unless told otherwise.
 DEFAULT_MODEL = "csr-dmri-cpu"
+#: What the default gives way to for a series it cannot run (no T1w, no b ≈ 1000 shell, new
+#: gradient directions asked for): the joint q-space model, which needs none of these.
+FALLBACK_MODEL = "csr-qspace-cpu"
 
 
 def shipped() -> dict[str, Path]:

@@ -2,12 +2,13 @@
 
 Each DWI series is an independent task (:func:`process`, run in turn or on Dask by
 :func:`csrdmri.cohort.run.run_jobs`). A task chooses the model that fits what the series has
-(the requested one; when it needs a T1w and the participant has none that covers the DWI, the
-joint q-space model, which reads a T1w when there is one and runs without), super-resolves the
-series with ``csrdmri upsample``'s code into the derivative dataset, completes the sidecar, and
-returns an :class:`Outcome` instead of raising, so that one failing participant does not stop
-the others. A finished series (its image and completed sidecar exist) is skipped unless
-``force``. Every task's log goes to ``OUTPUT_DIR/logs/<series>.log`` as well.
+(the requested one, or the default; when it cannot run the series — it needs a T1w and the
+participant has none that covers the DWI, or a b ≈ 1000 shell the series lacks — the joint
+q-space model, which reads a T1w when there is one and runs without: workflows.upsample),
+super-resolves the series with ``csrdmri upsample``'s code into the derivative dataset,
+completes the sidecar, and returns an :class:`Outcome` instead of raising, so that one failing
+participant does not stop the others. A finished series (its image and completed sidecar exist)
+is skipped unless ``force``. Every task's log goes to ``OUTPUT_DIR/logs/<series>.log`` as well.
 """
 
 from __future__ import annotations
@@ -30,16 +31,12 @@ from csrdmri.core.errors import InputError
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.preprocess import T1_OVERLAP_MIN, fov_fraction
 from csrdmri.inference.output import output_paths
-from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
+from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options
 from csrdmri.io.layout import find_dataset
 from csrdmri.io.nifti import atomic_path, gradient_paths, load_dwi, load_gradients, load_image
-from csrdmri.weights import DEFAULT_MODEL
 from csrdmri.workflows.upsample import check_target, upsample_dataset
 
 log = logging.getLogger(__name__)
-
-#: The model a series gets when the requested one needs a T1w it does not have.
-WITHOUT_T1 = "csr-qspace-cpu"
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class Settings:
 
     scale: Sequence[float] | None = None
     voxel_size: Sequence[float] | None = None
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: the default (workflows.upsample)
     options: Options = DEFAULT_OPTIONS
     force: bool = False
     mrtrix: bool = False
@@ -118,22 +115,15 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def covering_t1(job: Job, img) -> bool:
-    """Whether the job's T1w exists and covers at least ``T1_OVERLAP_MIN`` of the DWI's grid."""
+def covering_t1(job: Job, img) -> Path | None:
+    """The job's T1w if it covers at least ``T1_OVERLAP_MIN`` of the DWI's grid (one that does
+    not is said in the log and left out)."""
     if job.t1 is None:
-        return False
-    return fov_fraction(load_image(job.t1, "T1w"), img.affine, img.shape[:3]) >= T1_OVERLAP_MIN
-
-
-def choose_model(job: Job, img, requested: str) -> tuple[str, bool]:
-    """The model for ``job`` and whether it gets the T1w (module docstring)."""
-    up = Upsampler.load(requested)
-    has_t1 = covering_t1(job, img)
-    if up.uses_t1 and not has_t1:
-        why = "has no T1w" if job.t1 is None else f"has a T1w ({job.t1.name}) that does not cover the DWI"
-        log.warning("%s %s: %s runs instead of %s, which needs one", job.name, why, WITHOUT_T1, requested)
-        return WITHOUT_T1, False
-    return requested, has_t1 and up.reads_t1
+        return None
+    if fov_fraction(load_image(job.t1, "T1w"), img.affine, img.shape[:3]) >= T1_OVERLAP_MIN:
+        return job.t1
+    log.warning("%s: its T1w (%s) does not cover the DWI and is left out", job.name, job.t1.name)
+    return None
 
 
 def process(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) -> Outcome:
@@ -165,15 +155,13 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
         if not report_path(out, job).exists():
             write_section(job, out)
         return out, None
-    model, with_t1 = choose_model(job, img, settings.model)
-    log.info("%s: %s with %s%s", job.name, job.dwi.name, model, f", T1w {job.t1.name}" if with_t1 else "")
     result = upsample_dataset(
         job.dwi,
         out,
         scale=settings.scale,
         voxel_size=settings.voxel_size,
-        model=model,
-        t1=job.t1 if with_t1 else None,
+        model=settings.model,
+        t1=covering_t1(job, img),
         mask=job.mask,
         bval=job.bval,
         bvec=job.bvec,
@@ -183,13 +171,21 @@ def upsample_job(job: Job, out_dir: Path, bids_dir: Path, settings: Settings) ->
         max_output_gb=settings.max_output_gb,
         force=True,
         out_directions=settings.out_directions,
+        substitute=True,
+    )
+    log.info(
+        "%s: %s with %s%s",
+        job.name,
+        job.dwi.name,
+        result.model,
+        f", T1w {result.t1w.name}" if result.t1w else "",
     )
     complete_sidecar(sidecar, job, bids_dir, result.grid.zooms, result.grid.scales)
     if settings.mrtrix:
         written = load_gradients(*gradient_paths(out), result.volumes)  # the b-table only, no voxel
         write_mrtrix(out, written, result.grid.affine)
     write_section(job, out)
-    return out, model
+    return out, result.model
 
 
 def report_path(out: Path, job: Job) -> Path:

@@ -3,29 +3,38 @@
 Every check that needs no voxel — the output path, the scale, the model and whether it needs a
 T1w, the output's size from the DWI header — runs before the series is read, so a mistake is
 reported in a moment rather than after gigabytes of I/O.
+
+When no model is named, the default runs where it can; for a series it cannot run (no T1w, no
+b ≈ 1000 shell, new directions asked for) the joint q-space model runs instead — said in the log
+and in the sidecar's ``model_choice`` — so that a missing T1w is never a refusal. A named model
+that cannot run the series is refused (or, for the BIDS App, ``substitute``, replaced alike).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from dipy.core.gradients import GradientTable
 from nibabel.affines import voxel_sizes
 
 from csrdmri.core.errors import InputError, about
 from csrdmri.core.grid import TargetGrid
 from csrdmri.dmri.motion import warn_if_moved
-from csrdmri.dmri.preprocess import DEFAULT_SHELL
+from csrdmri.dmri.preprocess import DEFAULT_SHELL, SHELL_TOLERANCE
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.dmri.sh import MIN_DIRECTIONS, sphere_directions
 from csrdmri.inference.output import check_output, check_size, upsample_to_file
 from csrdmri.inference.plan import OutputPlan
 from csrdmri.inference.upsampler import DEFAULT_OPTIONS, Options, Upsampler
 from csrdmri.io.layout import find_dataset
-from csrdmri.io.nifti import DWISeries, Source, load_dwi, load_image
-from csrdmri.weights import DEFAULT_MODEL
+from csrdmri.io.nifti import DWISeries, Source, load_dwi, load_gradients, load_image
+from csrdmri.weights import DEFAULT_MODEL, FALLBACK_MODEL
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,28 @@ def check_model(up: Upsampler, out_directions: np.ndarray | None, has_t1: bool) 
         )
 
 
+def unfit(up: Upsampler, has_t1: bool, gtab: GradientTable, angular: bool) -> str | None:
+    """Why ``up`` cannot run a series with this gradient table (None: it can)."""
+    if up.uses_t1 and not has_t1:
+        return "needs a T1w, and none was given or found"
+    if up.model is None or up.joint:
+        return None
+    if not np.any(~gtab.b0s_mask & (np.abs(gtab.bvals - DEFAULT_SHELL) <= SHELL_TOLERANCE)):
+        return f"models only b = {DEFAULT_SHELL:g} s/mm² volumes, and the series has none"
+    return "writes no new gradient directions" if angular else None
+
+
+def choose_upsampler(up: Upsampler, has_t1: bool, gtab: GradientTable, angular: bool) -> Upsampler:
+    """``up`` where it can run the series, else the joint model (:data:`FALLBACK_MODEL`), with
+    why in the log and in ``choice``. Not with per-scan adaptation, which the joint model lacks:
+    there the refusal of ``up`` stands."""
+    why = unfit(up, has_t1, gtab, angular)
+    if why is None or up.adapt_steps:
+        return up
+    log.warning("%s %s: %s runs instead", up.name, why, FALLBACK_MODEL)
+    return replace(Upsampler.load(FALLBACK_MODEL), choice=f"instead of {up.name}, which {why}")
+
+
 def target_grid(
     shape: Sequence[int],
     affine: np.ndarray,
@@ -128,7 +159,7 @@ def upsample_dataset(
     *,
     scale: Sequence[float] | None = None,
     voxel_size: Sequence[float] | None = None,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     t1: Path | None = None,
     mask: Path | None = None,
     bval: Path | None = None,
@@ -139,6 +170,7 @@ def upsample_dataset(
     max_output_gb: float = 64.0,
     force: bool = False,
     out_directions: np.ndarray | None = None,
+    substitute: bool = False,
 ) -> UpsampleResult:
     """Super-resolve every volume of a dataset onto a finer grid over the same field of view.
 
@@ -151,8 +183,9 @@ def upsample_dataset(
         The output NIfTI; ``.bval``, ``.bvec`` and a ``.json`` sidecar are written beside it.
     scale, voxel_size : one or three numbers
         Exactly one: the scale factor per axis, or the target voxel size in mm.
-    model : str
-        ``tricubic``, a shipped model, a checkpoint or a training run folder.
+    model : str, optional
+        ``tricubic``, a shipped model, a checkpoint or a training run folder; None: the default
+        (:data:`csrdmri.weights.DEFAULT_MODEL`, or the joint model where it cannot run).
     options : Options
         How a model is run (device, precision, tiles, mask margin, output outside the mask).
     adapt_steps, seed : int
@@ -164,13 +197,19 @@ def upsample_dataset(
     out_directions : ndarray, shape (K', 3), optional
         Write these gradient directions for every shell with enough directions instead of the
         acquired ones (angular super-resolution; tricubic or the joint q-space model).
+    substitute : bool
+        Replace a named model that cannot run the series as the default is replaced.
     """
     check_target(scale, voxel_size)
     out = check_output(out, force)
-    up = Upsampler.load(model, adapt_steps, seed)
+    up = Upsampler.load(model or DEFAULT_MODEL, adapt_steps, seed)
     paths = find_dataset(dataset, bval, bvec, t1, mask)
-    check_model(up, out_directions, paths.t1 is not None)
     img = load_image(paths.dwi, "DWI", ndim=(4,))
+    if model is None or substitute:
+        gtab = load_gradients(paths.bval, paths.bvec, img.shape[3])
+        up = replace(up, choice="named" if model else "default")
+        up = choose_upsampler(up, paths.t1 is not None, gtab, out_directions is not None)
+    check_model(up, out_directions, paths.t1 is not None)
     grid = target_grid(img.shape, img.affine, scale, voxel_size)
     check_size(grid, img.shape[3], max_output_gb)
     series = load_dwi(paths, img)
@@ -180,4 +219,4 @@ def upsample_dataset(
     scan = prepare_scan(series, up, paths.t1)
     upsample_to_file(series, grid, up, out, scan, options, plan)
     used = paths.t1 if scan is not None and scan.t1 is not None else None
-    return UpsampleResult(out, grid, len(plan.weights), model, used)
+    return UpsampleResult(out, grid, len(plan.weights), up.name, used)
