@@ -45,7 +45,7 @@ from csrdmri.workflows.upsample import check_model, check_target, choose_upsampl
 
 def load_model(name: str = DEFAULT_MODEL, adapt_steps: int = 0, seed: int = 0) -> Upsampler:
     """A method to give :func:`upsample` (loaded once, reused for many series): ``"tricubic"``,
-    a shipped model's name (``csrdmri models`` lists them), a checkpoint or a run folder."""
+    a shipped model's name (``csrdmri upsample --help`` lists them), a checkpoint or a run folder."""
     return Upsampler.load(name, adapt_steps, seed)
 
 
