@@ -21,6 +21,7 @@ from csrdmri.dmri import preprocess
 from csrdmri.dmri.scan import PreparedScan
 from csrdmri.evaluation.patch_protocol import parse_methods
 from csrdmri.evaluation.volume_protocol import volume_protocol
+from csrdmri.inference import safeguard
 from csrdmri.inference.safeguard import CHECK_OPERATORS, check_weights, guards, shell_weights
 from csrdmri.inference.series import new_output, upsample_series
 from csrdmri.inference.upsampler import Options, Upsampler
@@ -87,6 +88,21 @@ def test_the_weight_is_the_smallest_over_the_check_operators(series, tmp_path):
     assert checks["tricubic"] != checks["kspace"]  # the operators do judge differently
     _, weights = run(series, up, "on")
     assert weights == {b: min(c[b] for c in checks.values()) for b in checks["tricubic"]}
+
+
+def test_the_check_degrades_by_the_scale_but_at_most_by_two(series, tmp_path, monkeypatch):
+    """Beyond 2× the input is degraded once more by 2 per axis, not by the scale (rule 38 in
+    docs/results.md: at 3× the check's brain was a few thousand voxels and every weight 0)."""
+    seen = []
+    degrade = safeguard.degrade_series
+    monkeypatch.setattr(
+        safeguard, "degrade_series", lambda s, scales, op: seen.append(scales) or degrade(s, scales, op)
+    )
+    grid = TargetGrid.over((*series.shape, series.data.shape[3]), series.affine, scale=(3.0, 3.0, 1.5))
+    scan = PreparedScan.prepare(series, shell=None)
+    check_weights(series, grid, scaled_model(tmp_path, 1.0), scan, Options(), "tricubic")
+    assert min(grid.scales[:2]) > 2.5 and len(seen) == 1
+    assert seen[0] == pytest.approx((2.0, 2.0, grid.scales[2]))  # the grid's own, about 1.5
 
 
 def test_the_checks_resample_the_t1w_once(series, tmp_path, monkeypatch):

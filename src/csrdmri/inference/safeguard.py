@@ -1,8 +1,9 @@
 """The safeguard (beyond the paper): how much of a model's correction to trust, checked on the
 input itself (on by default with every model, ``--safeguard on``).
 
-Before super-resolving, the input is degraded once more by the same scale and brought back to
-its own grid twice: by cubic interpolation and by the model. Per shell, the weight ``α ∈ [0, 1]``
+Before super-resolving, the input is degraded once more by the same scale (at most
+``CHECK_MAX_SCALE`` per axis) and brought back to its own grid twice: by cubic interpolation and
+by the model. Per shell, the weight ``α ∈ [0, 1]``
 of the model's correction that brings that result closest to the input (least squares over the
 brain mask and the shell's volumes, raw intensities)::
 
@@ -14,10 +15,11 @@ models are trained on, and the k-space truncation an acquisition is closer to) a
 weight is the smallest of them: the correction is trusted as far as it helps under both. That
 weight is what the correction gets at the target resolution: 1 trusts the model, 0 returns
 cubic interpolation. The check reads the input only — never a truth — so it runs on any scan
-and is evaluated honestly. What it assumes: that how much the model helps from ``s²``-fold to
-``s``-fold coarser data predicts how much it helps from the input to the output
-(self-similarity across scales, as zero-shot super-resolution assumes). Cost: per operator, the
-model and cubic once more at the input's size (about ``1/s³`` of the output's voxels).
+and is evaluated honestly. What it assumes: that how much the model helps from ``s·c``-fold to
+``s``-fold coarser data (``c`` the check's scale, ``min(s, 2)``) predicts how much it helps from
+the input to the output (self-similarity across scales, as zero-shot super-resolution assumes).
+Cost: per operator, the model and cubic once more at the input's size (about ``1/s³`` of the
+output's voxels).
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ log = logging.getLogger(__name__)
 
 #: The acquisition operators the check is made with (the weight is the smallest over them).
 CHECK_OPERATORS: tuple[Degradation, ...] = ("tricubic", "kspace")
+#: The largest scale the check degrades by (per axis): beyond 2×, degrading the input once more
+#: by the full scale leaves a brain of a few thousand voxels (docs/results.md, rule 38).
+CHECK_MAX_SCALE = 2.0
+
+
+def check_scales(grid: TargetGrid) -> tuple[float, float, float]:
+    """The scales per axis by which the check degrades the input: ``grid``'s, at most
+    :data:`CHECK_MAX_SCALE`."""
+    return tuple(min(float(s), CHECK_MAX_SCALE) for s in grid.scales)
 
 
 def guards(up: Upsampler, options: Options) -> bool:
@@ -93,7 +104,7 @@ def coarse_t1(series: DWISeries, grid: TargetGrid, up: Upsampler, scan: Prepared
     that reads it; None otherwise."""
     if not up.reads_t1 or scan.t1_source is None:
         return None
-    shape, affine = coarse_grid(series, grid.scales)
+    shape, affine = coarse_grid(series, check_scales(grid))
     return t1_resampled(scan.t1_source, affine, shape, scan.t1_transform)
 
 
@@ -133,7 +144,7 @@ def check_weights(
     ``t1``: :func:`coarse_t1`, when already computed."""
     from csrdmri.inference.series import new_output, upsample_series  # the check runs the same pipeline
 
-    coarse, back = degrade_series(series, grid.scales, degradation)
+    coarse, back = degrade_series(series, check_scales(grid), degradation)
     t1 = coarse_t1(series, grid, up, scan) if t1 is None else t1
     source = scan.t1_source if t1 is not None else None
     coarse_scan = PreparedScan.prepare(
