@@ -20,7 +20,7 @@ ModelOpt = Annotated[
     typer.Option(
         help=f"'tricubic', a shipped model ({', '.join(shipped())}), a .safetensors checkpoint "
         f"or a training run folder. Default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} for a series it "
-        f"cannot run (no T1w, no b = 1000 shell, new directions asked for; said in the log and the "
+        "cannot run (no T1w, no b = 1000 shell, new directions asked for; said in the log and the "
         "sidecar's model_choice).",
         show_default=False,
     ),

@@ -3,9 +3,9 @@ input itself (on by default with every model, ``--safeguard on``).
 
 Before super-resolving, the input is degraded once more by the same scale (at most
 ``CHECK_MAX_SCALE`` per axis) and brought back to its own grid twice: by cubic interpolation and
-by the model. Per shell, the weight ``α ∈ [0, 1]``
-of the model's correction that brings that result closest to the input (least squares over the
-brain mask and the shell's volumes, raw intensities)::
+by the model. Per shell, the weight ``α ∈ [0, 1]`` of the model's correction that brings that
+result closest to the input (least squares over the brain mask and the shell's volumes, raw
+intensities)::
 
     α = clip(⟨d, r⟩ / ⟨d, d⟩, 0, 1),   d = model − cubic,   r = input − cubic
 
